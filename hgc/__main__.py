@@ -1,0 +1,5 @@
+import sys
+
+from hgc.cli import main
+
+sys.exit(main())
