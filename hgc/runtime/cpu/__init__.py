@@ -1,0 +1,1 @@
+"""The cpu target: executes the optimized graph with the ops' NumPy reference semantics."""
