@@ -21,7 +21,7 @@ import numpy as np
 from hgc.errors import ShapeError
 from hgc.ir.ops import fc
 from hgc.ir.ops._common import init_attr, init_fields, one_of, read_init_fields, require, rows
-from hgc.ir.ops._numeric import positive_int, require_float
+from hgc.ir.ops._numeric import is_int, positive_int, require_float
 from hgc.ir.registry import INITIALIZERS, Attr, OpDef, RefContext, WeightSpec, register
 from hgc.ir.types import TensorType
 
@@ -134,7 +134,7 @@ def _names_in(choices: Sequence[str]) -> Any:
 
 def _positive_list(v: Any) -> str | None:
     ok = (isinstance(v, (list, tuple)) and len(v) > 0
-          and all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v))
+          and all(is_int(i) and i > 0 for i in v))
     return None if ok else "must be a non-empty list of positive integers"
 
 
@@ -142,7 +142,7 @@ def members(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The FusedInnerProduct attributes of each layer of the group, in order.
 
     Empty ``activations`` / ``*_init_types`` mean all "Relu" / all "Default". Positions are Head,
-    Body…, Tail (Isolated for a group of one).
+    Body…, Tail; a group of one is Isolated (Tail when it has no activation).
     """
     n = len(attrs["num_outputs"])
     acts = attrs["activations"] or ("Relu",) * n
@@ -152,7 +152,9 @@ def members(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
         require(len(seq) == n, f"{name} has {len(seq)} entries but num_outputs has {n}: {list(seq)}")
     out = []
     for i in range(n):
-        pos = "Isolated" if n == 1 else "Head" if i == 0 else "Tail" if i == n - 1 else "Body"
+        pos = "Head" if i == 0 else "Tail" if i == n - 1 else "Body"
+        if n == 1:
+            pos = "Isolated" if acts[0] == "Relu" else "Tail"  # only a Tail may go without activation
         if acts[i] == "Non" and i != n - 1:
             raise ShapeError(f"activations[{i}] = 'Non' is not allowed: only the last layer of a group may "
                              f"have no activation, got {list(acts)}")
@@ -213,19 +215,14 @@ def group_backward(ctx: RefContext, attrs: Mapping[str, Any], saved: Any, gys: l
     return [carry] + [None] * (n_in - 1), gws
 
 
-def _json_inits(values: Sequence[str], n: int) -> list[str] | None:
-    vals = list(values) or ["Default"] * n
-    return None if all(v == "Default" for v in vals) else vals
-
-
 def group_json_write(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    n = len(attrs["num_outputs"])
-    p: dict[str, Any] = {"num_outputs": list(attrs["num_outputs"]),
-                         "activations": [_json_enum(a) for a in (attrs["activations"] or ("Relu",) * n)]}
+    """hgc's own block (HugeCTR writes a group as its member layers): each list as given, when set."""
+    p: dict[str, Any] = {"num_outputs": list(attrs["num_outputs"])}
+    if attrs["activations"]:
+        p["activations"] = [_json_enum(a) for a in attrs["activations"]]
     for key, attr in (("weight_init", "weight_init_types"), ("bias_init", "bias_init_types")):
-        vals = _json_inits(attrs[attr], n)
-        if vals is not None:
-            p[key] = vals
+        if attrs[attr]:
+            p[key] = list(attrs[attr])
     return {"group_fc_param": p}
 
 

@@ -41,7 +41,7 @@ def infer(attrs: Mapping[str, Any], xs: Sequence[TensorType]) -> list[TensorType
 
 def forward(ctx: RefContext, attrs: Mapping[str, Any], xs: list, ws: list) -> tuple[list, Any]:
     x, e = xs
-    b, d = x.shape
+    b = x.shape[0]
     r = np.concatenate([x[:, None, :], e], axis=1)  # (B, n, d)
     n = r.shape[1]
     z = r @ r.transpose(0, 2, 1)

@@ -77,3 +77,10 @@ def test_json():
     _, written = round_trip(OP, {"factor": 0.25, "eps": 1e-4, "gamma_init_type": "Zero"})
     assert written == {"bn_param": {"factor": 0.25, "eps": 1e-4, "gamma_init": "Zero"}}
     round_trip(OP, {})
+
+
+def test_traits():
+    assert {"has_weights", "stateful"} <= get_op(OP).traits
+    for op in ("FusedInnerProduct", "GroupFusedInnerProduct", "MultiCross"):
+        assert {"has_weights", "gemm"} <= get_op(op).traits
+    assert "stateful" not in get_op("LayerNorm").traits

@@ -100,6 +100,8 @@ def test_group_members():
     m = members(check_attrs(GROUP, GATTRS))
     assert [(x["pos_type"], x["act_type"]) for x in m] == [("Head", "Relu"), ("Body", "Relu"), ("Tail", "Non")]
     assert members(check_attrs(GROUP, {"num_outputs": (4,)}))[0]["pos_type"] == "Isolated"
+    lone = members(check_attrs(GROUP, {"num_outputs": (4,), "activations": ("Non",)}))[0]
+    assert lone["pos_type"] == "Tail" and infer(FIP, lone, [TensorType((B, 7))]) == [TensorType((B, 4))]
 
 
 def test_group_errors():
