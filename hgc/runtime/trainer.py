@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -82,8 +82,6 @@ class Trainer:
         self.frozen_embeddings: set[str] = set()
         self._make_reader = make_reader
         self._readers: dict[str, Any] = {}
-        self._train_iter: Iterator[Batch] | None = None
-        self._eval_iter: Iterator[Batch] | None = None
         self.iteration = 0
         self.current_loss = float("nan")
         self._eval: dict[str, Any] = self._empty_eval()
@@ -114,19 +112,40 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def reader(self, which: str) -> Any:
+        """The "train" or "eval" DataReader, opened on first use."""
         if which not in self._readers:
-            if self._make_reader is None:
-                raise TrainingError("no data reader: the model was built without DataReaderParams")
-            self._readers[which] = self._make_reader(which)
+            self._readers[which] = (self._make_reader or self._open_reader)(which)
         return self._readers[which]
 
+    def _open_reader(self, which: str) -> Any:
+        from hgc.runtime.data.reader import DataReader
+
+        rc, cfg = self.cfg.reader, self.cfg
+        source: Any = list(rc.source) if which == "train" else rc.eval_source
+        if not source:
+            raise TrainingError(f"no {which} data source: DataReaderParams.{'source' if which == 'train' else 'eval_source'}"
+                                f" is empty")
+        if rc.format in ("Norm", "Parquet") and isinstance(source, list):
+            source = source[0]
+        inp = next(n for n in self.graph.nodes() if get_op(n.op).kind == "input").attrs
+        sparse = [(s["slot_num"], list(s["nnz_per_slot"]), s["is_fixed_length"]) for s in inp["sparse"]]
+        eval_ = which == "eval"
+        return DataReader(
+            rc.format, source, cfg.batchsize_eval if eval_ else cfg.batchsize,
+            label_dims=list(inp["label_dims"]), dense_dim=inp["dense_dim"], sparse=sparse,
+            key_dtype=inp["key_dtype"], check_type=rc.check_type,
+            num_samples=rc.eval_num_samples if eval_ else rc.num_samples,
+            float_label_dense=rc.float_label_dense, slot_size_array=list(rc.slot_size_array),
+            repeat=cfg.repeat_dataset, num_workers=max(1, min(rc.num_workers, os.cpu_count() or 1)),
+            cache_eval_data=rc.cache_eval_data if eval_ else 0)
+
     def _next_train_batch(self) -> Batch | None:
+        """The next whole training batch; None at the end of an epoch (the source is then rewound)."""
+        reader = self.reader("train")
         while True:
-            if self._train_iter is None:
-                self._train_iter = iter(self.reader("train"))
-            batch = next(self._train_iter, None)
+            batch = reader.read()
             if batch is None:
-                self._train_iter = None
+                reader.set_source("")
                 return None
             if batch.size < batch.n and self.cfg.drop_incomplete_batch:
                 continue  # HugeCTR drops short training batches
@@ -178,11 +197,10 @@ class Trainer:
 
     def eval_once(self) -> bool:
         """One evaluation batch into the metric accumulators; False at the end of an epoch-mode source."""
-        if self._eval_iter is None:
-            self._eval_iter = iter(self.reader("eval"))
-        batch = next(self._eval_iter, None)
+        reader = self.reader("eval")
+        batch = reader.read()
         if batch is None:
-            self._eval_iter = None
+            reader.set_source("")
             return False
         batch = take_rows(batch, batch.size)
         if batch.size == 0:
@@ -283,3 +301,73 @@ class Trainer:
             log.info(f"Finish {num_epochs} epochs {it} global iterations with batchsize {cfg.batchsize} in {secs:.2f}s.")
         else:
             log.info(f"Finish {it} iterations with batchsize: {cfg.batchsize} in {secs:.2f}s.")
+
+
+class Checkpoints:
+    """HugeCTR's snapshot files for one trainer (facts §5): dense weights and optimizer states, BatchNorm
+    statistics, and per embedding a sparse model folder plus its optimizer-state file."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.t = trainer
+
+    def _bn_nodes(self) -> list[Any]:
+        return [n for n in self.t.executor.nodes if n.op == "BatchNorm"]
+
+    def save(self, prefix: str, iteration: int) -> None:
+        from hgc.runtime import checkpoint as ck
+
+        t = self.t
+        names = ck.snapshot_names(prefix, iteration, len(t.tables))
+        for i, (name, table) in enumerate(t.tables.items()):
+            keys, vectors = table.dump()
+            localized = t.graph.node(name).op != "DistributedSlotSparseEmbeddingHash"
+            ck.write_sparse_model(names.sparse[i], keys, vectors, table.slot_ids() if localized else None)
+            ck.write_sparse_opt(names.sparse_opt[i], t.sparse_opts[name].states())
+            log.info(f"Rank0: Write hash table to file {names.sparse[i]}")
+        log.info("Dumping sparse weights to files, successful")
+        ck.write_dense_model(names.dense, t.dense_weights)
+        log.info("Dumping dense weights to file, successful")
+        ck.write_dense_opt(names.dense_opt, t.dense_opt.states())
+        log.info("Dumping dense optimizer states to file, successful")
+        bns = self._bn_nodes()
+        if bns:
+            stats = []
+            for n in bns:
+                st = t.executor.state[n.name]
+                width = t.executor.weights[n.name][0].size
+                stats.append((np.asarray(st.get("mean", np.zeros(width)), np.float32),
+                              np.asarray(st.get("var", np.ones(width)), np.float32)))
+            ck.write_ntp(names.ntp, stats)
+
+    def load_dense_weights(self, path: str) -> None:
+        from hgc.runtime import checkpoint as ck
+
+        t = self.t
+        loaded = ck.read_dense_model(path, [w.shape for w in t.dense_weights])
+        for w, v in zip(t.dense_weights, loaded):
+            w[...] = v
+        ntp = path + ".ntp.json"
+        if os.path.exists(ntp):
+            for n, (mean, var) in zip(self._bn_nodes(), ck.read_ntp(ntp)):
+                t.executor.state[n.name].update(mean=mean, var=var)
+
+    def load_dense_optimizer_states(self, path: str) -> None:
+        from hgc.runtime import checkpoint as ck
+
+        t = self.t
+        states = ck.read_dense_opt(path, len(t.dense_opt.state_kinds), [w.shape for w in t.dense_weights])
+        t.dense_opt.load_states(states)
+
+    def load_sparse_weights(self, name: str, path: str) -> None:
+        from hgc.runtime import checkpoint as ck
+
+        table = self.t.tables[name]
+        keys, vectors, slot_ids = ck.read_sparse_model(path, table.vec_size)
+        table.load(keys, vectors, slot_ids)
+
+    def load_sparse_optimizer_states(self, name: str, path: str) -> None:
+        from hgc.runtime import checkpoint as ck
+
+        opt, table = self.t.sparse_opts[name], self.t.tables[name]
+        states = ck.read_sparse_opt(path, len(opt.state_kinds), table.capacity, table.vec_size)
+        opt.load_states(states)
