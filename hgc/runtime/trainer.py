@@ -85,6 +85,8 @@ class Trainer:
         self.iteration = 0
         self.current_loss = float("nan")
         self._eval: dict[str, Any] = self._empty_eval()
+        self._train_grads: dict[str, Any] = {}
+        self._eval_tensors: dict[str, Any] = {}
 
     # -- construction --------------------------------------------------------------------------
     def _add_table(self, node: Any, index: int) -> None:
@@ -152,10 +154,13 @@ class Trainer:
             return take_rows(batch, batch.size)
 
     # -- one step ------------------------------------------------------------------------------
+    def set_learning_rate(self, lr: float) -> None:
+        """The learning rate of the next steps (fit() sets it from the scheduler every iteration)."""
+        self.lr = float(lr)
+
     def step(self, batch: Batch) -> float:
-        """Forward, backward and update on one (already trimmed) batch; returns the reported loss."""
-        lr = self.scheduler.get_next()
-        self.lr = lr
+        """Forward, backward and update on one (already trimmed) batch at ``self.lr``; returns the loss."""
+        lr = self.lr
         out = self.executor.forward(batch, training=True)
         loss = sum(self.loss_weights[k] * v for k, v in out.losses.items())
         loss += self.regularizer.term(self.dense_weights)
@@ -164,6 +169,7 @@ class Trainer:
             raise TrainingError(f"Train Runtime error: Loss cannot converge (loss = {loss} at iteration "
                                 f"{self.iteration})")
         wgrads, egrads = self.executor.backward(self.loss_weights)
+        self._train_grads = self.executor.last_grads
         if not self.frozen_dense and self.dense_weights:
             grads = self.regularizer.grads(self.dense_weights)
             i = 0
@@ -206,6 +212,7 @@ class Trainer:
         if batch.size == 0:
             return True
         out = self.executor.forward(batch, training=False)
+        self._eval_tensors = out.tensors
         preds, labels = [], []
         for n in self.losses:
             preds.append(predictions(n.op, np.asarray(out.tensors[n.inputs[0]], np.float64)))
@@ -215,6 +222,27 @@ class Trainer:
         self._eval["labels"].append(np.concatenate(labels, axis=1))
         self._eval["losses"].append(sum(self.loss_weights[k] * v for k, v in out.losses.items()))
         return True
+
+    def last_eval_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions, labels) of the last evaluated batch."""
+        if not self._eval["preds"]:
+            raise TrainingError("export_predictions(): no evaluation batch since the last get_eval_metrics(); "
+                                "call eval() first")
+        return self._eval["preds"][-1], self._eval["labels"][-1]
+
+    def check_out_tensor(self, name: str, which: str) -> np.ndarray:
+        """A tensor of the last evaluation step ("Evaluate") or its gradient of the last training step ("Train")."""
+        source = self._train_grads if which == "Train" else self._eval_tensors
+        if name not in source:
+            step = "training (gradient)" if which == "Train" else "evaluation"
+            raise TrainingError(f"check_out_tensor(): tensor '{name}' has no value from the last {step} step")
+        return np.array(source[name], np.float32)
+
+    def check_overflow(self) -> None:
+        for table in self.tables.values():
+            if table.size > table.capacity:
+                raise TrainingError(f"embedding '{table.name}': runtime vocabulary size {table.size} exceeds "
+                                    f"its capacity {table.capacity}")
 
     def evaluate(self) -> list[tuple[str, float]]:
         """``max_eval_batches`` batches (fewer at the end of an epoch-mode source), then the metrics."""
@@ -270,6 +298,7 @@ class Trainer:
                         if epoch_mode:
                             break
                         raise TrainingError("the training source ran out of data in non-epoch mode")
+                    self.lr = self.scheduler.get_next()
                     loss = self.step(batch)
                     it += 1
                     bar.update(1)

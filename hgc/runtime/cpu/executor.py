@@ -52,6 +52,7 @@ class CpuExecutor:
         self.rng = np.random.default_rng([seed, 7919])
         self.losses = [n for n in self.nodes if get_op(n.op).kind == "loss"]
         self._last: StepResult | None = None
+        self.last_grads: dict[str, np.ndarray] = {}
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, batch: Batch, training: bool) -> StepResult:
@@ -127,4 +128,5 @@ class CpuExecutor:
                     continue
                 g = np.asarray(g).reshape(np.shape(src))
                 grads[t] = grads[t] + g if t in grads else g
+        self.last_grads = grads
         return wgrads, egrads
