@@ -26,6 +26,7 @@ from hgc.errors import GraphError, ShapeError
 from hgc.ir.build import add_node
 from hgc.ir.graph import Graph
 from hgc.ir.node import Attrs, Node
+from hgc.ir.ops.embeddings import state_copies, workspace_for
 from hgc.ir.printer import plain
 from hgc.ir.registry import OpDef, get_op
 
@@ -49,8 +50,6 @@ OPTIMIZER_ALIASES = {"Adagrad": "AdaGrad"}  # the 3.x API text spells it this wa
 UPDATE_TYPES = ("Global", "Local", "LazyGlobal")
 #: learning-rate fields a 2.x optimizer block may carry in its <x>_hparam.
 LR_FIELDS = ("learning_rate", "warmup_steps", "decay_start", "decay_steps", "decay_power", "end_lr")
-#: fp32 optimizer-state copies per embedding weight (facts §2.3), used to turn a 2.x vocabulary size into MB.
-STATE_COPIES = {"Adam": 2, "AdaGrad": 1, "MomentumSGD": 1, "Nesterov": 1, "SGD": 0, "Ftrl": 2, "RMSProp": 1}
 KEY_TYPES = {"I64": "int64", "I32": "uint32"}  # 2.x solver.input_key_type → key dtype
 SLOT_TYPES = ("DistributedSlot", "LocalizedSlot")
 DATA_KEYS = ("type", "name", "label", "dense", "sparse")  # everything else in a Data layer is reader config
@@ -328,9 +327,7 @@ def _read_data(layer: Mapping[str, Any], key_dtype: str) -> tuple[dict[str, Any]
 
 def _workspace_mb(vocab: int, vec: int, opt: Mapping[str, Any]) -> int:
     """Smallest workspace (MB) whose vocabulary per GPU (facts §2.3) is at least ``vocab``."""
-    kind = opt["optimizer_type"]
-    copies = 3 if kind == "Adam" and opt["update_type"] == "LazyGlobal" else STATE_COPIES[kind]
-    return -(-(vocab * vec * 4 * (1 + copies)) // 2**20)
+    return workspace_for(vocab, vec, state_copies(opt["optimizer_type"], opt["update_type"]))
 
 
 def _normalize_embedding(layer: Mapping[str, Any], opt: Mapping[str, Any]) -> dict[str, Any]:

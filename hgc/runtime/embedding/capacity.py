@@ -1,23 +1,19 @@
 """How many embedding rows fit in ``workspace_size_per_gpu_in_mb`` (facts §2.3).
 
-The workspace budgets the fp32 rows plus one fp32 copy per optimizer state. Kept free of other hgc imports so
-the placement pass can import it (or copy it) without pulling in the runtime.
+The workspace budgets the fp32 rows plus one fp32 copy per optimizer state. The count of state copies is the
+IR's (``hgc.ir.ops.embeddings.state_copies``); this module adds case-insensitive names and argument checks.
 """
 from __future__ import annotations
 
 import math
 
-# Optimizer state copies per embedding weight; keys are lower-case Optimizer_t names.
-STATE_COPIES = {"adam": 2, "adagrad": 1, "momentumsgd": 1, "nesterov": 1, "rmsprop": 1, "ftrl": 2, "sgd": 0}
+from hgc.ir.ops import embeddings
+from hgc.runtime.optim.names import optimizer_name, update_name
 
 
 def state_copies(optimizer_type: str, update_type: str = "Global") -> int:
     """S in the workspace formula: state copies per weight (Adam with LazyGlobal keeps a third, prev-time)."""
-    key = str(optimizer_type).lower()
-    if key not in STATE_COPIES:
-        raise ValueError(f"optimizer_type={optimizer_type!r} is not an Optimizer_t name; "
-                         f"known: Adam, AdaGrad, MomentumSGD, Nesterov, RMSProp, Ftrl, SGD")
-    return STATE_COPIES[key] + (1 if key == "adam" and str(update_type).lower() == "lazyglobal" else 0)
+    return embeddings.state_copies(optimizer_name(optimizer_type), update_name(update_type))
 
 
 def rows_for_workspace(mb: float, vec_size: int, optimizer_type: str, update_type: str = "Global") -> int:
