@@ -9,15 +9,19 @@
 * ``{prefix}{i}_opt_sparse_{iter}.model``: each sparse state kind's whole preallocated buffer, in order.
 
 All numbers are little-endian. A write goes to a hidden temporary next to the target and is renamed over it
-only once complete, so an interrupted save leaves the previous file or folder as it was.
+only once complete, so an interrupted save leaves the previous file or folder as it was. Inside
+``all_or_nothing()`` the renames wait until every file of the block is written: a snapshot is replaced
+whole or not at all.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -72,16 +76,63 @@ def _write_new_file(path: str, write: Callable[[BinaryIO], None]) -> None:
         os.fsync(f.fileno())
 
 
+_local = threading.local()  # .blocks: per open all_or_nothing() block, (commit, discard) of each file
+
+
+def _blocks() -> list[list[tuple[Callable[[], None], Callable[[], None]]]]:
+    return _local.__dict__.setdefault("blocks", [])
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written in the block (by this thread) are put in place together when it ends, and none of them
+    if it fails."""
+    block: list[tuple[Callable[[], None], Callable[[], None]]] = []
+    _blocks().append(block)
+    try:
+        yield
+    except BaseException:
+        for _, discard in block:
+            discard()
+        raise
+    finally:
+        _blocks().pop()
+    for commit, _ in block:
+        commit()
+
+
+def _finish(commit: Callable[[], None], discard: Callable[[], None]) -> None:
+    blocks = _blocks()
+    if blocks:
+        blocks[-1].append((commit, discard))
+    else:
+        commit()
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` with the bytes ``write(f)`` produces, replacing any old file only on success."""
     tmp = _temp_name(path, "tmp")
     try:
         _write_new_file(tmp, write)
-        os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _finish(lambda: os.replace(tmp, path), lambda: os.unlink(tmp))
+
+
+def _swap_dir(tmp: str, path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        old = _temp_name(path, "old")
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)
+            raise
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, path)
 
 
 def atomic_write_dir(path: str, files: dict[str, Callable[[BinaryIO], None]]) -> None:
@@ -91,20 +142,10 @@ def atomic_write_dir(path: str, files: dict[str, Callable[[BinaryIO], None]]) ->
     try:
         for name, write in files.items():
             _write_new_file(os.path.join(tmp, name), write)
-        if os.path.isdir(path) and not os.path.islink(path):
-            old = _temp_name(path, "old")
-            os.rename(path, old)
-            try:
-                os.rename(tmp, path)
-            except BaseException:
-                os.rename(old, path)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _finish(lambda: _swap_dir(tmp, path), lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
 def _file_size(path: str) -> int:

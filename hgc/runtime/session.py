@@ -2,7 +2,6 @@
 API, in the shape of ``hgc.frontend.low_level.TrainingRuntime`` (arguments arrive already checked)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,19 @@ from hgc.passes.context import PipelineResult
 from hgc.runtime.run_config import RunConfig
 from hgc.runtime.trainer import Checkpoints, Trainer
 
-_ITER_RE = re.compile(r"_(\d+)\.model$")
+
+class ReaderHandle:
+    """What ``get_data_reader_train/eval()`` hand out: the trainer's reader, opened on first use (by
+    ``set_source`` on its new source, so none needs to be configured)."""
+
+    def __init__(self, trainer: Trainer, which: str) -> None:
+        self.trainer, self.which = trainer, which
+
+    def set_source(self, file_name: str = "") -> None:
+        self.trainer.set_source(self.which, file_name)
+
+    def is_eof(self) -> bool:
+        return bool(self.trainer.reader(self.which).is_eof())
 
 
 class TrainingSession:
@@ -33,9 +44,9 @@ class TrainingSession:
 
     # -- low level -----------------------------------------------------------------------------
     def start_data_reading(self) -> None:
-        self.trainer.reader("train")
-        if self.trainer.cfg.reader.eval_source:
-            self.trainer.reader("eval")
+        self.trainer.reader("train").start()
+        if self.trainer.has_eval_source():
+            self.trainer.reader("eval").start()
 
     def train(self) -> bool:
         return self.trainer.train_once()
@@ -47,15 +58,11 @@ class TrainingSession:
         return self.trainer.eval_metrics()
 
     def evaluation(self, predictions_file: str, labels_file: str) -> list[tuple[str, float]]:
-        """The 2.3 Session's evaluation: the whole evaluation source (at most max_eval_batches in non-epoch
-        mode); with file names, every batch's predictions and labels are appended to them."""
+        """The 2.3 Session's evaluation: the whole evaluation source in epoch mode, max_eval_batches batches
+        in non-epoch mode; with file names, every batch's predictions and labels are appended to them."""
         t = self.trainer
-        n = 0
-        while (not t.cfg.repeat_dataset or n < t.cfg.max_eval_batches) and t.eval_once():
-            n += 1
-            if predictions_file and labels_file:
-                self.export_predictions(predictions_file, labels_file)
-        return t.eval_metrics()
+        export = (lambda: self.export_predictions(predictions_file, labels_file)) if predictions_file else None
+        return t.evaluate(t.cfg.max_eval_batches if t.cfg.repeat_dataset else None, export)
 
     def get_current_loss(self) -> float:
         return self.trainer.current_loss
@@ -70,14 +77,14 @@ class TrainingSession:
                                       decay_steps: int, decay_power: float, end_lr: float) -> None:
         self.trainer.scheduler.reset(base_lr, warmup_steps, decay_start, decay_steps, decay_power, end_lr)
 
-    def data_reader(self, which: str) -> Any:
-        return self.trainer.reader(which)
+    def data_reader(self, which: str) -> ReaderHandle:
+        return ReaderHandle(self.trainer, which)
 
     def set_source(self, source: list[str], keyset: list[str], eval_source: str) -> None:
         if keyset:
             raise NotBuiltError("the embedding training cache (keyset sources)", "Model.set_source()")
-        self.trainer.reader("train").set_source(source[0])
-        self.trainer.reader("eval").set_source(eval_source)
+        self.trainer.set_source("train", source[0])
+        self.trainer.set_source("eval", eval_source)
 
     def export_predictions(self, predictions_file: str, labels_file: str) -> None:
         preds, labels = self.trainer.last_eval_batch()
@@ -94,9 +101,6 @@ class TrainingSession:
 
     def load_dense_optimizer_states(self, path: str, data_source_params: Any) -> None:
         self.checkpoints.load_dense_optimizer_states(path)
-        m = _ITER_RE.search(path)
-        if m:  # HugeCTR's files hold no step counter; the snapshot name does (its 0-based iteration)
-            self.trainer.dense_opt.step_count = int(m.group(1)) + 1
 
     def load_sparse_weights(self, files: dict[str, str], data_source_params: Any) -> None:
         for name, path in files.items():
@@ -105,9 +109,6 @@ class TrainingSession:
     def load_sparse_optimizer_states(self, files: dict[str, str], data_source_params: Any) -> None:
         for name, path in files.items():
             self.checkpoints.load_sparse_optimizer_states(name, path)
-            m = _ITER_RE.search(path)
-            if m and hasattr(self.trainer.sparse_opts[name], "times"):
-                self.trainer.sparse_opts[name].times = int(m.group(1)) + 1
 
     # -- freezing ------------------------------------------------------------------------------
     def freeze_dense(self) -> None:

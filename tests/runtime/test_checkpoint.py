@@ -188,3 +188,20 @@ def test_a_failed_folder_write_leaves_the_previous_folder(tmp_path: str,
     ck.write_sparse_model(path, np.array([5, 6, 7]), np.zeros((3, 4)))  # a good write replaces the folder
     assert sorted(os.listdir(path)) == ["emb_vector", "key"] and leftovers(tmp_path) == []
     np.testing.assert_array_equal(ck.read_sparse_model(path, 4)[0], [5, 6, 7])
+
+
+def test_all_or_nothing_puts_a_snapshot_in_place_whole(tmp_path) -> None:
+    dense, folder = str(tmp_path / "p_dense_1.model"), str(tmp_path / "p0_sparse_1.model")
+    keys, vectors = np.array([3, 9], np.int64), np.random.default_rng(4).random((2, 3), np.float32)
+    with ck.all_or_nothing():
+        ck.write_dense_model(dense, [np.ones(5, np.float32)])
+        ck.write_sparse_model(folder, keys, vectors)
+        assert not os.path.exists(dense) and not os.path.exists(folder)  # nothing in place before the end
+    assert np.array_equal(ck.read_dense_model(dense, [(5,)])[0], np.ones(5))
+    with pytest.raises(RuntimeError, match="stopped"), ck.all_or_nothing():
+        ck.write_dense_model(dense, [np.zeros(5, np.float32)])
+        ck.write_sparse_model(folder, keys[:1], vectors[:1])
+        raise RuntimeError("stopped")
+    assert np.array_equal(ck.read_dense_model(dense, [(5,)])[0], np.ones(5))
+    assert np.array_equal(ck.read_sparse_model(folder, 3)[0], keys)
+    assert sorted(os.listdir(tmp_path)) == ["p0_sparse_1.model", "p_dense_1.model"]  # no temporaries left

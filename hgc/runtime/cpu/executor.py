@@ -49,13 +49,20 @@ class CpuExecutor:
         self.weights = weights
         self.embeddings = dict(embeddings)
         self.state: dict[str, dict[str, Any]] = {n.name: {} for n in self.nodes}
-        self.rng = np.random.default_rng([seed, 7919])
+        self.seed = int(seed)
+        self.step = 0  # training forwards so far; with the seed it fixes the random numbers of a step
+        self.rng = np.random.default_rng([self.seed, 7919, 0])
         self.losses = [n for n in self.nodes if get_op(n.op).kind == "loss"]
         self._last: StepResult | None = None
         self.last_grads: dict[str, np.ndarray] = {}
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, batch: Batch, training: bool) -> StepResult:
+        """Run every node on ``batch``. A training forward counts one step and draws its random numbers
+        (Dropout masks) from a generator of (seed, step), so a run resumed at step n repeats them."""
+        if training:
+            self.step += 1
+            self.rng = np.random.default_rng([self.seed, 7919, self.step])
         values: dict[str, Any] = {}
         saved: dict[str, Any] = {}
         for node in self.nodes:

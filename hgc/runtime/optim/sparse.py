@@ -70,7 +70,10 @@ class SparseOptimizer:
                 raise ValueError(f"sparse {self.optimizer}: state '{kind}' has {np.size(theirs)} values, "
                                  f"expected {self.capacity}×{self.vec_size}")
             mine[...] = np.asarray(theirs).reshape(mine.shape)
-        self._hi = self.capacity
+        used = np.zeros(self.capacity, bool)
+        for mine in self._states:
+            used |= np.any(mine != 0, axis=1)
+        self._hi = int(np.flatnonzero(used)[-1]) + 1 if used.any() else 0
 
     def update(self, table: np.ndarray, rows: np.ndarray, grads: np.ndarray, lr: float,
                scaler: float = 1.0) -> None:
