@@ -1,0 +1,1 @@
+"""The cuda target: runs an ExecutablePlan with CuPy (generated kernels, cuBLAS GEMMs, device embeddings)."""
