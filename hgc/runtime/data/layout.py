@@ -33,15 +33,13 @@ def enum_name(value: Any) -> str:
 
 
 def format_name(value: Any) -> str:
-    """Normalise a ``DataReaderType_t`` member or name to "Norm" | "Raw" | "Parquet"."""
+    """Normalise a ``DataReaderType_t`` member or name to "Norm" | "Raw" | "Parquet" (RawAsync reads as Raw)."""
     name = enum_name(value)
     for known in FORMATS:
         if name.lower() == known.lower():
             return known
     if name.lower() == "rawasync":
-        from hgc.errors import NotBuiltError
-
-        raise NotBuiltError("the RawAsync data reader (DataReaderType_t.RawAsync)")
+        return "Raw"  # the asynchronous Raw reader reads the same fixed-stride files; hgc's Raw reader is threaded
     raise ValueError(f"data_reader_type={value!r}: must be one of {', '.join(FORMATS)}")
 
 

@@ -4,7 +4,8 @@ import threading
 import numpy as np
 import pytest
 
-from hgc.errors import DataError, NotBuiltError
+from hgc.errors import DataError
+from hgc.runtime.data.layout import format_name
 from hgc.runtime.data.reader import DataReader, DataReader32, DataReader64
 from tests.runtime.data import spec
 
@@ -142,8 +143,7 @@ def test_argument_validation(tmp_path):
         _reader(lst, 2, check_type="Crc")
     with pytest.raises(ValueError, match="data_reader_type='Csv'"):
         DataReader("Csv", lst, 2, sparse=[(1, 1, False)])
-    with pytest.raises(NotBuiltError, match="RawAsync"):
-        DataReader(Fmt.RawAsync, lst, 2, sparse=[(1, 1, False)])
+    assert format_name(Fmt.RawAsync) == "Raw"
     with pytest.raises(ValueError, match="slot_size_array has 3 entries"):
         _reader(lst, 2, slot_size_array=[1, 2, 3])
     with pytest.raises(ValueError, match="nnz_per_slot"):
