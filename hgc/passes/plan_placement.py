@@ -30,7 +30,10 @@ Per type:
 
 A table whose needed rows exceed ``rows_fit`` on some GPU raises PlacementError naming the table, the
 GPU, the rows needed and the rows that fit. The plan (frozen plain data) goes to
-``ctx.plans["placement"]``; :func:`format_placement` renders it as ``placement.txt``.
+``ctx.plans["placement"]``; :func:`format_placement` renders it as ``placement.txt``: per rank, each table's
+GPUs, rows, bytes, the size of its hash index (outside the workspace) and what its GPUs exchange per
+iteration, then each GPU's and the rank's memory. The runtime (hgc.runtime.dist) shards tables exactly as
+the plan says.
 
 Preconditions: dead code removed (a table no loss reads is still placed: its rows are saved and
 restored). Ordering: after DeadCodeElimination, before PlanBuffers.
@@ -124,6 +127,7 @@ class PlacementPlan:
     vvgpu: tuple[tuple[int, ...], ...]
     gpus: tuple[Gpu, ...]
     tables: tuple[TablePlan, ...]
+    batchsize: int = 0  # the global training batch (0: not known); sizes the exchanges in placement.txt
 
     @property
     def world_size(self) -> int:
@@ -260,7 +264,7 @@ def plan_table(node: Node, graph: Graph, gpus: tuple[Gpu, ...], batchsize: int) 
 def plan(graph: Graph, ctx: PassContext) -> PlacementPlan:
     gpus = gpus_of(ctx.vvgpu)
     tables = tuple(plan_table(n, graph, gpus, ctx.batchsize) for n in graph.nodes() if is_embedding(n))
-    return PlacementPlan(tuple(tuple(r) for r in ctx.vvgpu), gpus, tables)
+    return PlacementPlan(tuple(tuple(r) for r in ctx.vvgpu), gpus, tables, int(ctx.batchsize))
 
 
 def run(graph: Graph, ctx: PassContext) -> PassResult:
@@ -285,6 +289,43 @@ def _where(t: TablePlan, s: GpuShare) -> str:
     if t.type == HYBRID:
         return "frequent rows (replicated) + its share of the infrequent rows"
     return "slots " + (",".join(map(str, s.slots)) if s.slots else "none")
+
+
+def hash_index_bytes(t: TablePlan, s: GpuShare) -> int:
+    """Bytes of the key → row index of a hash table share: open addressing with a power-of-two probe array
+    of at least 16 and at least twice the rows, 16 bytes per slot (int64 key, int64 row), as the cuda
+    target allocates it. 0 for the one-hot and hybrid types (no hash). Not part of the workspace."""
+    if t.type not in (DISTRIBUTED, LOCALIZED):
+        return 0
+    slots = 16
+    while slots < 2 * max(s.rows, 1):
+        slots *= 2
+    return 16 * slots
+
+
+def _exchange(t: TablePlan, p: PlacementPlan) -> str:
+    """What the table's GPUs send each other per training iteration (fp32 outputs and gradients)."""
+    g = p.world_size
+    if g == 1:
+        return "none (one GPU)"
+    if p.batchsize <= 0:
+        return "per iteration sizes unknown (no batch size)"
+    big, small = p.batchsize, p.batchsize // g
+    row = t.slot_num * t.embedding_vec_size * 4
+    if t.type == DISTRIBUTED:
+        return (f"forward reduce-scatter of a {big}×{t.slot_num}×{t.embedding_vec_size} partial-sum buffer "
+                f"({big * row} bytes per GPU), backward all-gather of the output gradient ({big * row} bytes per "
+                f"GPU), plus an all-gather of the new keys' batch positions")
+    if t.type in (LOCALIZED, ONE_HOT):
+        most = max(len(s.slots) for s in t.shares)
+        out = big * most * t.embedding_vec_size * 4
+        return (f"forward all-to-all (at most {out} bytes sent, {small * row} received per GPU), backward the "
+                f"reverse all-to-all" + ("" if t.type == ONE_HOT else ", plus an all-gather of the new keys' batch "
+                                                                      "positions"))
+    h = t.hybrid
+    freq = (h.frequent_rows_max if h else 0) * t.embedding_vec_size * 4
+    return (f"frequent gradients all-reduced (at most {freq} bytes), infrequent vectors all-to-all (at most "
+            f"{small * row} bytes received per GPU) forward and backward")
 
 
 def _sizing(t: TablePlan) -> str:
@@ -319,15 +360,24 @@ def format_placement(p: PlacementPlan, rank: int | None = None) -> str:
                 lines.append(f"    hybrid: {h.total_categories} categories, <= {h.frequent_rows_max} frequent "
                              f"(replicated), <= {h.infrequent_rows_per_gpu_max} infrequent per GPU; "
                              f"params {dict(h.params)}")
+            gpus = [s.gpu for s in t.shares]
+            lines.append(f"    on GPU(s) {gpus}; exchange: {_exchange(t, p)}")
             for s in t.shares:
                 if s.gpu not in ids:
                     continue
                 need = "" if s.rows_needed is None else f" (needed {s.rows_needed})"
+                index = hash_index_bytes(t, s)
+                extra = f"; hash index {index} bytes ({_mib(index)})" if index else ""
                 lines.append(f"    GPU {s.gpu} (device {s.device}): {_where(t, s)}: rows {s.rows}{need}, "
-                             f"bytes {s.bytes} ({_mib(s.bytes)})")
-        lines.append("  memory per GPU (embedding rows + optimizer states):")
+                             f"bytes {s.bytes} ({_mib(s.bytes)}){extra}")
+        lines.append("  memory per GPU (embedding rows + optimizer states; with the hash indexes):")
+        rank_total = 0
         for g in mine:
             n = sum(1 for t in p.tables for s in t.shares if s.gpu == g.gpu)
+            index = sum(hash_index_bytes(t, s) for t in p.tables for s in t.shares if s.gpu == g.gpu)
+            rank_total += totals[g.gpu] + index
             lines.append(f"    GPU {g.gpu} (device {g.device}): {n} table share(s), {totals[g.gpu]} bytes "
-                         f"({_mib(totals[g.gpu])})")
+                         f"({_mib(totals[g.gpu])}); with hash indexes {totals[g.gpu] + index} bytes "
+                         f"({_mib(totals[g.gpu] + index)})")
+        lines.append(f"  rank {r} total: {rank_total} bytes ({_mib(rank_total)}) on {len(mine)} GPU(s)")
     return "\n".join(lines) + "\n"
