@@ -7,6 +7,9 @@ node some gradient reaches; then the optimizer steps. What each op becomes:
   epilogue (bias + ReLU) fused after the forward GEMM; backward: dReLU in place on the output gradient,
   the bias gradient as a column reduction, dW and dx as GEMMs.
 * MultiCross v1: ``multi_cross`` row kernels; v2: GEMMs plus ``multi_cross`` elementwise kernels.
+* MatrixMultiply: :class:`StridedGemm` calls (one batched GEMM per product and gradient). GRU: the input
+  projections of all steps as one GEMM, then per step a GEMM with the recurrent weights and the ``gru``
+  gate kernel; backward through time per step (gate kernel + GEMM), weight gradients as whole-sequence GEMMs.
 * Embeddings: :class:`EmbeddingCall` operations the runtime carries out with the table's ``embedding``
   kernels (hash lookup/insert, fused combine, gradient segment reduction, sparse optimizer update).
 * Everything else: one launch of its kernel family per pass (see ``templates/*.cu.j2``).
@@ -19,11 +22,21 @@ without readers and scratch arrays. Reshape (non-selected) and an Interaction's 
 Gradients accumulate: the first backward operation to write a tensor's gradient stores, later ones add
 (``acc``), so nothing needs zeroing except the dense weight gradients (one memset per step). Ops without
 a template yet raise :class:`hgc.errors.NotBuiltError` naming the kernel.
+
+Precision (``plans["precision"]``): every view has its tensor's planned dtype and every kernel is
+instantiated for the dtype its node computes in. Where a node reads a tensor in another dtype (a Cast
+point), its forward first converts the tensor into a scratch view (``elementwise`` cast) and its backward
+writes that input's gradient into a scratch view of the same dtype, converted and added into the tensor's
+gradient afterwards. GEMMs: ``GemmCall.dtype`` is the type of A and B (half types accumulate in float32);
+a weight operand of a float16/bfloat16 GEMM is read from the low-precision copy of the weights, which the
+dense optimizer refreshes from the float32 master weights in the same kernel (``half_copy``; its launch
+gets ``Arg("weights", value=<low dtype>)``, the flat low-precision buffer). Weight gradients stay float32.
+``compute_type="tf32"`` marks float32 GEMMs that may use TF32 tensor cores (``enable_tf32_compute``).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hgc.codegen.plan import (
@@ -44,7 +57,9 @@ from hgc.codegen.plan import (
     PlanNode,
     StateSpec,
     Step,
+    StridedGemm,
     WeightSlot,
+    describe,
 )
 from hgc.errors import NotBuiltError
 from hgc.ir.graph import Graph
@@ -77,6 +92,8 @@ TEMPLATE_OF = {
     "FusedReshapeConcatGeneral": "concat_slice", "Reshape": "concat_slice", "MultiCross": "multi_cross",
     "BatchNorm": "batch_norm", "BinaryCrossEntropyLoss": "loss", "CrossEntropyLoss": "loss",
     "MultiCrossEntropyLoss": "loss",
+    "Select": "select", "Gather": "select", "Scale": "select", "SequenceMask": "elementwise",
+    "WeightMultiply": "weight_multiply", "LayerNorm": "layer_norm", "PReLU_Dice": "dice", "GRU": "gru",
 }
 
 
@@ -152,9 +169,18 @@ class _Lowering:
         self.needs_grad = self._needs_grad()
         self.weights = self._weights()
         self.embeddings: list[EmbeddingTableSpec] = []
+        self.cast_points: dict[str, list[Any]] = {}
+        for c in getattr(self.precision, "casts", ()):
+            self.cast_points.setdefault(c.consumer, []).append(c)
+        # while one node is lowered: tensors it reads converted (tensor -> (scratch view, dtype)), and the
+        # scratch gradients its backward wrote for them (tensor -> scratch name)
+        self._reads: dict[str, tuple[str, str]] = {}
+        self._cast_grads: dict[str, str] = {}
 
     # -- facts -----------------------------------------------------------------------------------
     def dtype(self, t: str) -> str:
+        if t in self._reads:
+            return self._reads[t][1]
         if self.precision is not None and t in self.precision:
             return str(self.precision[t])
         return self.types[t].dtype
@@ -211,6 +237,8 @@ class _Lowering:
         return name
 
     def act(self, t: str) -> Arg:
+        if t in self._reads:
+            return Arg("scratch", self._reads[t][0])
         return Arg("act", t)
 
     def gy(self, t: str) -> Arg | None:
@@ -224,6 +252,12 @@ class _Lowering:
         """(gradient view of input ``t``, acc flag) when ``t`` takes a gradient; marks it written."""
         if not self.needs_grad.get(t, False):
             return None
+        if t in self._reads:  # read converted: the gradient goes to a scratch view first (see _cast_back)
+            name, dt = self._reads[t]
+            acc = 1 if t in self._cast_grads else 0
+            self._cast_grads[t] = f"{name}/grad"
+            self.scratch[f"{name}/grad"] = (tuple(Extent.of_dim(d) for d in self.types[t].shape), dt)
+            return Arg("scratch", f"{name}/grad"), acc
         acc = 1 if t in self.grad_written else 0
         self.grad_written.add(t)
         self.grad_used.add(t)
@@ -253,6 +287,82 @@ class _Lowering:
         if bad:
             raise NotBuiltError(f"{what} in {self.dtype(bad[0])} on the cuda target", node.label())
 
+    # -- precision -------------------------------------------------------------------------------
+    def low_dtype(self) -> str:
+        """float16 / bfloat16 when the run computes in half precision, else float32."""
+        return self.precision.compute_dtype if self.precision is not None else "float32"
+
+    def _cast_spec(self, n: Node, src: str, dst: str) -> str:
+        return self.spec("elementwise", n, op="cast", dtype=src, dst_dtype=dst)
+
+    def _begin_reads(self, n: Node, ph: _Phase | None) -> None:
+        """Route the node's converted inputs to scratch views; with ``ph``, emit the forward conversions."""
+        self._reads, self._cast_grads = {}, {}
+        for c in self.cast_points.get(n.name, ()):
+            if c.tensor in self._reads:
+                continue
+            name = f"{n.name}/as_{c.dst}:{c.tensor}"
+            if ph is not None:
+                self.scratch[name] = (tuple(Extent.of_dim(d) for d in self.types[c.tensor].shape), c.dst)
+                size = self.numel(c.tensor)
+                ph.add(self.launch(self._cast_spec(n, c.src, c.dst), "fwd",
+                                   [self.act(c.tensor), Arg("scratch", name), i64(size)],
+                                   elementwise_launch(size)))
+            self._reads[c.tensor] = (name, c.dst)
+
+    def _end_forward_reads(self, n: Node, ph: _Phase) -> None:
+        """An output aliasing a converted input gets its own buffer: the conversion writes it directly."""
+        reads, self._reads = self._reads, {}
+        for y in n.outputs:
+            src = self.aliases.get(y)
+            if src not in reads:
+                continue
+            del self.aliases[y]
+            tmp = Arg("scratch", reads[src][0])
+            for i, op in enumerate(ph.ops):
+                if isinstance(op, KernelLaunch) and op.function == "fwd" and op.args[1] == tmp:
+                    ph.ops[i] = replace(op, args=(op.args[0], self.act(y), *op.args[2:]))
+            if not any(tmp in getattr(op, "args", ()) for op in ph.ops):
+                del self.scratch[tmp.name]
+
+    def _cast_back(self, n: Node, ph: _Phase) -> None:
+        """Add the scratch gradients of converted inputs into the inputs' own gradients."""
+        reads, grads = self._reads, self._cast_grads
+        self._reads, self._cast_grads = {}, {}
+        for t, g in grads.items():
+            tgt = self.gx(t)
+            if tgt is None:
+                continue
+            size = self.numel(t)
+            ph.add(self.launch(self._cast_spec(n, self.dtype(t), reads[t][1]), "bwd",
+                               [Arg("scratch", g), tgt[0], i64(size), i32(tgt[1])], elementwise_launch(size)))
+
+    def operand_dtype(self, a: Arg) -> str | None:
+        """The element type of a GEMM operand; None for a weight (read in the GEMM's type)."""
+        if a.kind in ("act", "grad"):
+            return self.dtype(a.name)
+        if a.kind == "scratch":
+            return self.scratch[a.name][1]
+        if a.kind == "wgrad":
+            return "float32"
+        return None
+
+    def typed_gemm(self, g: GemmCall) -> GemmCall:
+        """``g`` with ``dtype`` (type of A and B) and ``compute_type`` from its operands and the plan."""
+        ab = {d for d in (self.operand_dtype(g.a), self.operand_dtype(g.b)) if d is not None}
+        if len(ab) > 1:
+            raise ValueError(f"GEMM {describe(g)}: A and B have different dtypes {sorted(ab)}")
+        dt = ab.pop() if ab else "float32"
+        c = self.operand_dtype(g.c) or "float32"
+        if c != dt and not (c == "float32" and dt in ("float16", "bfloat16")):
+            raise ValueError(f"GEMM {describe(g)}: C is {c} for {dt} inputs")
+        tf32 = dt == "float32" and bool(getattr(self.precision, "tf32", False))
+        return replace(g, dtype=dt, compute_type="tf32" if tf32 else "float32")
+
+    def _typed_steps(self, steps: list[Step]) -> list[Step]:
+        return [replace(s, ops=tuple(self.typed_gemm(op) if isinstance(op, GemmCall) else op for op in s.ops))
+                for s in steps]
+
     # -- entry -----------------------------------------------------------------------------------
     def run(self) -> ExecutablePlan:
         fwd: list[Step] = []
@@ -269,6 +379,7 @@ class _Lowering:
             self.backward(n, ph)
             if ph.ops:
                 bwd.append(Step(n.name, tuple(ph.ops)))
+        fwd, bwd = self._typed_steps(fwd), self._typed_steps(bwd)
         opt = self.optimizer_steps()
         return ExecutablePlan(
             nodes=tuple(PlanNode(n.name, n.op, get_op(n.op).kind, n.inputs, n.outputs, Params(n.attrs))
@@ -361,7 +472,12 @@ class _Lowering:
         fn = getattr(self, f"fwd_{n.op}", None)
         if fn is None:
             raise NotBuiltError(f"a CUDA kernel for {n.op} (forward and backward)", n.label())
-        fn(n, ph)
+        self._begin_reads(n, ph)
+        try:
+            fn(n, ph)
+            self._end_forward_reads(n, ph)
+        finally:
+            self._reads = {}
 
     def backward(self, n: Node, ph: _Phase) -> None:
         op = get_op(n.op)
@@ -374,7 +490,12 @@ class _Lowering:
                 emb = next(e for e in self.embeddings if e.name == n.name)
                 ph.add(EmbeddingCall(n.name, "backward", n.inputs[0], n.outputs[0], emb.spec))
             return
-        getattr(self, f"bwd_{n.op}")(n, ph)
+        self._begin_reads(n, None)
+        try:
+            getattr(self, f"bwd_{n.op}")(n, ph)
+            self._cast_back(n, ph)
+        finally:
+            self._reads, self._cast_grads = {}, {}
 
     # embeddings ----------------------------------------------------------------------------------
     def embedding(self, n: Node, ph: _Phase) -> None:
@@ -516,7 +637,6 @@ class _Lowering:
 
     # fully connected ---------------------------------------------------------------------------
     def _fc_forward(self, n: Node, ph: _Phase, x: str, y: str, wi: int, act: str) -> None:
-        self.require_fp32(n, [x, y], "fully connected layers")
         k, m = self.width(x), self.width(y)
         rows = self.rows(x)
         spec = self.spec("bias_act", n, dtype=self.dtype(y), act=act)
@@ -869,7 +989,6 @@ class _Lowering:
     # multi cross -------------------------------------------------------------------------------
     def fwd_MultiCross(self, n: Node, ph: _Phase) -> None:
         x0, y = n.inputs[0], n.outputs[0]
-        self.require_fp32(n, [x0], "MultiCross")
         width, rows, layers = self.width(x0), self.rows(x0), int(n.attrs["num_layers"])
         k = int(n.attrs["projection_dim"])
         spec = self.spec("multi_cross", n, dtype=self.dtype(x0), n=width)
@@ -995,6 +1114,245 @@ class _Lowering:
     fwd_BinaryCrossEntropyLoss = fwd_CrossEntropyLoss = fwd_MultiCrossEntropyLoss = _loss_fwd
     bwd_BinaryCrossEntropyLoss = bwd_CrossEntropyLoss = bwd_MultiCrossEntropyLoss = _loss_bwd
 
+    # index selection, repetition, masks, feature weights (select / elementwise / weight_multiply) -----
+    def _select_view(self, n: Node) -> tuple[Extent, Extent, Extent, tuple[int, ...]]:
+        """(outer, D, inner, index): the input seen as (outer, D, inner), the output as (outer, Q, inner)."""
+        x = n.inputs[0]
+        shape = self.types[x].shape
+        if n.op == "Gather":
+            return (Extent.const(1), Extent.of_dim(shape[0]), Extent.const(self.width(x)),
+                    tuple(int(i) for i in n.attrs["indices"]))
+        if n.op == "Select":
+            dim = int(n.attrs["dim"])
+            return (Extent.of_shape(shape[:dim]), Extent.of_dim(shape[dim]), Extent.of_shape(shape[dim + 1:]),
+                    tuple(int(i) for i in n.attrs["index"]))
+        k = int(n.attrs["factor"])  # Scale: every element (axis 0) or every row (axis 1) read k times
+        if int(n.attrs["axis"]) == 0:
+            return self.numel(x), Extent.const(1), Extent.const(1), (0,) * k
+        return self.rows(x), Extent.const(1), Extent.const(self.width(x)), (0,) * k
+
+    def _select_spec(self, n: Node, index: tuple[int, ...]) -> str:
+        readers: list[list[int]] = [[] for _ in range(max(index) + 1)]
+        for q, d in enumerate(index):
+            readers[d].append(q)
+        offsets = [0]
+        for r in readers:
+            offsets.append(offsets[-1] + len(r))
+        return self.spec("select", n, dtype=self.dtype(n.inputs[0]), index=index, inv_off=tuple(offsets),
+                         inv_q=tuple(q for r in readers for q in r))
+
+    def fwd_Select(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        outer, d, inner, index = self._select_view(n)
+        args = [self.act(x), self.act(y), i64(outer), i64(d), i64(inner)]
+        ph.add(self.launch(self._select_spec(n, index), "fwd", args, elementwise_launch(self.numel(y))))
+
+    def bwd_Select(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        g, tgt = self.gy(y), self.gx(x)
+        if g is None or tgt is None:
+            return
+        outer, d, inner, index = self._select_view(n)
+        args = [g, tgt[0], i64(outer), i64(d), i64(inner), i32(tgt[1])]
+        ph.add(self.launch(self._select_spec(n, index), "bwd", args, elementwise_launch(self.numel(x))))
+
+    fwd_Gather = fwd_Scale = fwd_Select
+    bwd_Gather = bwd_Scale = bwd_Select
+
+    def fwd_SequenceMask(self, n: Node, ph: _Phase) -> None:
+        src, dst = n.inputs
+        y = n.outputs[0]
+        if len({self.dtype(src), self.dtype(dst), self.dtype(y)}) > 1:
+            raise NotBuiltError("SequenceMask with lengths in another dtype than its mask", n.label())
+        spec = self.spec("elementwise", n, op="sequence_mask", dtype=self.dtype(y),
+                         f=int(n.attrs["max_sequence_len_from"]), t=int(n.attrs["max_sequence_len_to"]))
+        batch = Extent.of_dim(self.types[src].shape[0])
+        ph.add(self.launch(spec, "fwd", [self.act(src), self.act(dst), self.act(y), i64(batch)],
+                           elementwise_launch(self.numel(y))))
+
+    def bwd_SequenceMask(self, n: Node, ph: _Phase) -> None:
+        """The sequence lengths take no gradient: nothing to do."""
+
+    def _wm_spec(self, n: Node) -> str:
+        s, k = n.attrs["weight_dims"]
+        return self.spec("weight_multiply", n, dtype=self.dtype(n.inputs[0]), s=int(s), k=int(k))
+
+    def fwd_WeightMultiply(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        args = [self.act(x), self.w(n, 0), self.act(y), i64(self.rows(x))]
+        ph.add(self.launch(self._wm_spec(n), "fwd", args, elementwise_launch(self.numel(y))))
+
+    def bwd_WeightMultiply(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        g = self.gy(y)
+        if g is None:
+            return
+        spec, rows = self._wm_spec(n), self.rows(x)
+        ph.add(self.launch(spec, "wgrad", [self.act(x), g, self.wg(n, 0), i64(rows)],
+                           columns_launch(self.width(y))))
+        tgt = self.gx(x)
+        if tgt is not None:
+            ph.add(self.launch(spec, "bwd_x", [g, self.w(n, 0), tgt[0], i64(rows), i32(tgt[1])],
+                               elementwise_launch(self.numel(x))))
+
+    # layer norm, dice ----------------------------------------------------------------------------
+    def _ln(self, n: Node) -> tuple[str, Extent, int, Arg, Arg]:
+        x = n.inputs[0]
+        spec = self.spec("layer_norm", n, dtype=self.dtype(x), eps=float(n.attrs["eps"]))
+        rows = self.rows(x)
+        return spec, rows, self.width(x), Arg("scratch", f"{n.name}/mean"), Arg("scratch", f"{n.name}/invstd")
+
+    def fwd_LayerNorm(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        spec, rows, cols, mean, invstd = self._ln(n)
+        self.new_scratch(n, "mean", (rows,))
+        self.new_scratch(n, "invstd", (rows,))
+        ph.add(self.launch(spec, "fwd", [self.act(x), self.w(n, 0), self.w(n, 1), self.act(y), mean, invstd,
+                                         i64(rows), i32(cols)], rows_launch(rows)))
+
+    def bwd_LayerNorm(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        g = self.gy(y)
+        if g is None:
+            return
+        spec, rows, cols, mean, invstd = self._ln(n)
+        ph.add(self.launch(spec, "wgrad", [self.act(x), g, mean, invstd, self.wg(n, 0), self.wg(n, 1),
+                                           i64(rows), i32(cols)], columns_launch(cols)))
+        tgt = self.gx(x)
+        if tgt is not None:
+            ph.add(self.launch(spec, "bwd_x", [self.act(x), g, self.w(n, 0), mean, invstd, tgt[0], i64(rows),
+                                               i32(cols), i32(tgt[1])], rows_launch(rows)))
+
+    def _dice(self, n: Node) -> tuple[str, int, Extent]:
+        from hgc.ir.ops.prelu_dice import DICE_MOMENTUM
+
+        x = n.inputs[0]
+        width = self.width(x)
+        spec = self.spec("dice", n, dtype=self.dtype(x), n=width, alpha=float(n.attrs["elu_alpha"]),
+                         eps=float(n.attrs["eps"]), momentum=float(DICE_MOMENTUM))
+        return spec, width, Extent.of_dim(self.types[x].shape[0])
+
+    def fwd_PReLU_Dice(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        spec, width, rows = self._dice(n)
+        mean, invstd = (self.new_scratch(n, "mean", (Extent.const(width),)),
+                        self.new_scratch(n, "invstd", (Extent.const(width),)))
+        rm, rv = self.state(f"{n.name}/running_mean", width), self.state(f"{n.name}/running_var", width)
+        seen = self.state(f"{n.name}/updates", width)
+        cfg = elementwise_launch(Extent.const(width))
+        x_, y_ = self.act(x), self.act(y)
+        ph.add(self.launch(spec, "fwd_train", [x_, y_, mean, invstd, rm, rv, seen, i64(rows)], cfg, "train"),
+               self.launch(spec, "fwd_eval", [x_, y_, rm, rv, seen, i64(rows)], cfg, "eval"))
+
+    def bwd_PReLU_Dice(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        g, tgt = self.gy(y), self.gx(x)
+        if g is None or tgt is None:
+            return
+        spec, width, rows = self._dice(n)
+        ph.add(self.launch(spec, "bwd", [self.act(x), g, Arg("scratch", f"{n.name}/mean"),
+                                         Arg("scratch", f"{n.name}/invstd"), tgt[0], i64(rows), i32(tgt[1])],
+                           elementwise_launch(Extent.const(width))))
+
+    # matrix multiply, GRU (cuBLAS through StridedGemm) ------------------------------------------
+    def _mm_dims(self, n: Node) -> tuple[Extent, Extent, Extent, Extent]:
+        """(batch, m, k, n) with A_i (m, k), B_i (k, n) and C_i (m, n)."""
+        sa, sb = self.types[n.inputs[0]].shape, self.types[n.inputs[1]].shape
+        if len(sa) == 2 and len(sb) == 3:  # (m, k) x (k, g, h): B read as (k, g*h)
+            return Extent.const(1), Extent.of_dim(sa[0]), Extent.of_dim(sa[1]), Extent.of_shape(sb[1:])
+        batch = Extent.of_shape(sa[:-2])
+        dims = Extent.of_dim(sa[-2]), Extent.of_dim(sa[-1]), Extent.of_dim(sb[-1])
+        if batch != Extent.const(1) and any(d.num for d in dims):
+            raise NotBuiltError("batched MatrixMultiply with batch-dependent matrix sizes", n.label())
+        return (batch, *dims)
+
+    @staticmethod
+    def _stride(batch: Extent, rows: Extent, cols: Extent) -> Extent:
+        return Extent.const(0) if batch == Extent.const(1) else Extent.const(rows.fixed * cols.fixed)
+
+    def fwd_MatrixMultiply(self, n: Node, ph: _Phase) -> None:
+        a, b = n.inputs
+        y = n.outputs[0]
+        if self.dtype(a) != self.dtype(b) or self.dtype(a) != self.dtype(y):
+            raise NotBuiltError("MatrixMultiply with operands of different dtypes", n.label())
+        bt, m, k, nn = self._mm_dims(n)
+        st = self._stride
+        ph.add(StridedGemm(self.act(a), self.act(b), self.act(y), m, nn, k, bt, st(bt, m, k), st(bt, k, nn),
+                           st(bt, m, nn)))
+
+    def bwd_MatrixMultiply(self, n: Node, ph: _Phase) -> None:
+        a, b = n.inputs
+        g = self.gy(n.outputs[0])
+        if g is None:
+            return
+        bt, m, k, nn = self._mm_dims(n)
+        st = self._stride
+        da = self.gx(a)
+        if da is not None:  # dA (m, k) = g (m, n) . B^T
+            ph.add(StridedGemm(g, self.act(b), da[0], m, k, nn, bt, st(bt, m, nn), st(bt, k, nn),
+                               st(bt, m, k), transb=True, beta=float(da[1])))
+        db = self.gx(b)
+        if db is not None:  # dB (k, n) = A^T . g
+            ph.add(StridedGemm(self.act(a), g, db[0], k, nn, m, bt, st(bt, m, k), st(bt, m, nn),
+                               st(bt, k, nn), transa=True, beta=float(db[1])))
+
+    def _gru(self, n: Node) -> tuple[str, int, int, int, int]:
+        a = n.attrs
+        x, y = n.inputs[0], n.outputs[0]
+        self.require_fp32(n, [x, y], "GRU")
+        batch, steps, vec, hid = (int(a["batchsize"]), int(a["SeqLength"]), int(a["vector_size"]),
+                                  int(a["num_output"]))
+        rows = Extent.of_dim(self.types[x].shape[0])
+        if rows.at(self.batch) != steps * batch:
+            raise NotBuiltError(f"GRU on {rows.at(self.batch)} input rows at per-GPU batch {self.batch} "
+                                f"(it reads SeqLength*batchsize = {steps}*{batch} rows)", n.label())
+        spec = self.spec("gru", n, dtype=self.dtype(x), n=batch, h=hid, v=vec, steps=steps)
+        return spec, batch, steps, vec, hid
+
+    def fwd_GRU(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        spec, nb, steps, vec, hid = self._gru(n)
+        c = Extent.const
+        xw = self.new_scratch(n, "xw", (c(steps * nb), c(3 * hid)))
+        hr = self.new_scratch(n, "hr", (c(nb), c(3 * hid)))
+        save = self.new_scratch(n, "gates", (c(steps * nb), c(4 * hid)))
+        w = self.w(n, 0)
+        ph.add(StridedGemm(self.act(x), w, xw, c(steps * nb), c(3 * hid), c(vec), transb=True))
+        for t in range(steps):
+            if t:
+                ph.add(StridedGemm(self.act(y), w, hr, c(nb), c(3 * hid), c(hid),
+                                   offset_a=c((t - 1) * nb * hid), offset_b=c(3 * hid * vec), transb=True))
+            ph.add(self.launch(spec, "fwd", [xw, hr, w, self.act(y), save, i32(t)],
+                               elementwise_launch(c(nb * hid))))
+        self.private.add(y)  # the backward reads every hidden state
+
+    def bwd_GRU(self, n: Node, ph: _Phase) -> None:
+        x, y = n.inputs[0], n.outputs[0]
+        g = self.gy(y)
+        if g is None:
+            return
+        spec, nb, steps, vec, hid = self._gru(n)
+        c = Extent.const
+        da = Arg("scratch", f"{n.name}/xw")  # the input projections are not needed any more
+        save = Arg("scratch", f"{n.name}/gates")
+        dh = self.new_scratch(n, "dh", (c(nb), c(hid)))
+        dm = self.new_scratch(n, "dm", (c(steps * nb), c(3 * hid)))
+        w, wg = self.w(n, 0), self.wg(n, 0)
+        for t in reversed(range(steps)):
+            ph.add(self.launch(spec, "bwd", [g, self.act(y), save, dh, da, dm, i32(t)],
+                               elementwise_launch(c(nb * hid))))
+            if t:  # dh_{t-1} += dm_t R
+                ph.add(StridedGemm(dm, w, dh, c(nb), c(hid), c(3 * hid), offset_a=c(t * nb * 3 * hid),
+                                   offset_b=c(3 * hid * vec), beta=1.0))
+        ph.add(StridedGemm(da, self.act(x), wg, c(3 * hid), c(vec), c(steps * nb), transa=True, beta=1.0))
+        if steps > 1:  # dR += dm[1:]^T h[:-1]
+            ph.add(StridedGemm(dm, self.act(y), wg, c(3 * hid), c(hid), c((steps - 1) * nb), transa=True,
+                               offset_a=c(nb * 3 * hid), offset_c=c(3 * hid * vec), beta=1.0))
+        ph.add(self.launch(spec, "bias_grad", [da, wg, i64(steps * nb)], columns_launch(3 * hid)))
+        tgt = self.gx(x)
+        if tgt is not None:
+            ph.add(StridedGemm(da, w, tgt[0], c(steps * nb), c(vec), c(3 * hid), beta=float(tgt[1])))
+
     # optimizer ---------------------------------------------------------------------------------
     def optimizer_steps(self) -> list[Step]:
         steps: list[Step] = []
@@ -1006,7 +1364,9 @@ class _Lowering:
             reg, _ = self.regularizer()
             total = self.weights[-1].offset + self.weights[-1].size
             count = -(-total // WEIGHT_ALIGN) * WEIGHT_ALIGN
-            spec = self.spec("optimizer", "optimizer", kind=kind, reg=reg, half_copy=False,
+            low = self.low_dtype()
+            half = low if low in ("float16", "bfloat16") else False
+            spec = self.spec("optimizer", "optimizer", kind=kind, reg=reg, half_copy=half,
                              **{k: opt[k] for k in ("beta1", "beta2", "epsilon", "momentum_factor", "lambda1",
                                                     "lambda2", "beta")})
             n_states = {"SGD": 0, "MomentumSGD": 1, "Nesterov": 1, "AdaGrad": 1, "Adam": 2, "Ftrl": 2}[kind]
@@ -1014,7 +1374,8 @@ class _Lowering:
             s0 = self.state("optimizer/s0", count, init) if n_states >= 1 else NULL
             s1 = self.state("optimizer/s1", count, 0.0) if n_states >= 2 else NULL
             steps.append(Step("optimizer", (self.launch(spec, "step", [
-                Arg("weights"), Arg("wgrads"), s0, s1, NULL, i64(count), runtime("lr"), runtime("alpha"),
+                Arg("weights"), Arg("wgrads"), s0, s1, Arg("weights", value=half) if half else NULL, i64(count),
+                runtime("lr"), runtime("alpha"),
                 runtime("inv_scaler"), runtime("reg_scale")], elementwise_launch(Extent.const(count))),)))
         for e in self.embeddings:
             steps.append(Step(e.name, (EmbeddingCall(e.name, "update", e.input, e.output, e.spec),)))

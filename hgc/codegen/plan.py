@@ -221,6 +221,35 @@ class GemmCall:
 
 
 @dataclass(frozen=True)
+class StridedGemm:
+    """``batch`` GEMMs C_i = alpha·op(A_i)·op(B_i) + beta·C_i on dense row-major matrices.
+
+    m, n, k as in :class:`GemmCall` (every matrix is stored densely: lda = its row length). Operand X_i
+    starts ``offset_x + i·stride_x`` elements into X's view (an activation, gradient or scratch view, or
+    a node's weight / weight gradient), so one call can also read a block of rows out of a larger
+    tensor (a time step of a sequence) or a piece of a flat weight. Strides are ignored when batch = 1.
+    """
+
+    a: Arg
+    b: Arg
+    c: Arg
+    m: Extent
+    n: Extent
+    k: Extent
+    batch: Extent = Extent(0, 1, 1)
+    stride_a: Extent = Extent(0, 1, 0)
+    stride_b: Extent = Extent(0, 1, 0)
+    stride_c: Extent = Extent(0, 1, 0)
+    offset_a: Extent = Extent(0, 1, 0)
+    offset_b: Extent = Extent(0, 1, 0)
+    offset_c: Extent = Extent(0, 1, 0)
+    transa: bool = False
+    transb: bool = False
+    alpha: float = 1.0
+    beta: float = 0.0
+
+
+@dataclass(frozen=True)
 class Memset:
     """Zero a tensor view (or the whole wgrad buffer, with ``target.kind == "wgrad"`` and no name)."""
 
@@ -253,7 +282,7 @@ class Collective:
     group: tuple[int, ...] = ()
 
 
-Op = KernelLaunch | GemmCall | Memset | EmbeddingCall | Collective
+Op = KernelLaunch | GemmCall | StridedGemm | Memset | EmbeddingCall | Collective
 
 
 @dataclass(frozen=True)
@@ -449,6 +478,13 @@ def describe(op: Op) -> str:
         ep = f" + {op.epilogue.spec}_{op.epilogue.function}" if op.epilogue else ""
         return (f"gemm {a(op.c)} = {op.alpha:g}·{a(op.a)}{ta}·{a(op.b)}{tb} + {op.beta:g}·C "
                 f"[{op.m}x{op.n}x{op.k}]{ep}")
+    if isinstance(op, StridedGemm):
+        ta, tb = "ᵀ" if op.transa else "", "ᵀ" if op.transb else ""
+
+        def at(x: Arg, off: Extent) -> str:
+            return a(x) + (f"+{off}" if off != Extent.const(0) else "")
+        return (f"gemm {at(op.c, op.offset_c)} = {op.alpha:g}·{at(op.a, op.offset_a)}{ta}·"
+                f"{at(op.b, op.offset_b)}{tb} + {op.beta:g}·C [{op.batch} x {op.m}x{op.n}x{op.k}]")
     if isinstance(op, Memset):
         return f"memset {a(op.target)}"
     if isinstance(op, EmbeddingCall):

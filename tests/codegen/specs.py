@@ -53,4 +53,7 @@ def representative_specs() -> list[KernelSpec]:
                              optimizer=opt, update=upd, **OPT_HYPER))
     out.append(_spec("embedding", "lazy", dtype="float32", vec=16, combiner="sum", optimizer="Adam",
                      update="LazyGlobal", **OPT_HYPER))
+    from tests.codegen.specs_extra import extra_specs
+
+    out.extend(extra_specs())
     return out

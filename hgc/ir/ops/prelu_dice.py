@@ -53,7 +53,7 @@ def forward(ctx: RefContext, attrs: Mapping[str, Any], xs: list, ws: list) -> tu
     batch_stats = ctx.training or "running_mean" not in ctx.state
     if batch_stats:
         mean = x.mean(axis=0)
-        var = (x * x).mean(axis=0) - mean * mean
+        var = ((x - mean) ** 2).mean(axis=0)
         if ctx.training:
             _update(ctx.state, mean, var)
     else:
