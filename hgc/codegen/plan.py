@@ -190,7 +190,8 @@ class GemmCall:
 
     m, n, k are the sizes of op(A) (m × k), op(B) (k × n) and C (m × n); ``lda``/``ldb``/``ldc`` are the
     row-major leading dimensions (stored row lengths). ``epilogue`` names a kernel launch fused after it
-    in the same step (bias + activation); ``compute_type`` is the accumulation type.
+    in the same step (bias + activation). ``dtype`` is the type of A and B (a half GEMM reads weights from the
+    low-precision copy); ``compute_type`` is "float32" or "tf32" (fp32 GEMMs with enable_tf32_compute).
     """
 
     a: Arg
@@ -465,6 +466,8 @@ def describe(op: Op) -> str:
             return f"{x.kind}:{x.name}"
         if x.kind in ("weight", "wgrad"):
             return f"{x.kind}:{x.name}[{x.index}]"
+        if x.kind == "weights" and x.value:
+            return f"weights:{x.value}"  # the flat low-precision copy of the weights
         if x.kind in ("weights", "wgrads", "null"):
             return x.kind
         if x.kind == "int":

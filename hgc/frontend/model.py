@@ -215,7 +215,7 @@ class Model:
         s = self.solver
         return PassContext(vvgpu=[list(g) for g in s.vvgpu], batchsize=s.batchsize, batchsize_eval=s.batchsize_eval,
                            use_mixed_precision=s.use_mixed_precision, enable_tf32_compute=s.enable_tf32_compute,
-                           target=active_target())
+                           compute_dtype=s.compute_dtype, target=active_target())
 
     def compile(self, loss_names: list[str] | None = None, loss_weights: list[float] | None = None) -> None:
         """Check the model and run the pass pipeline. Multi-task models may weight their losses:
@@ -500,7 +500,14 @@ class Model:
         return list(self._runtime("get_incremental_model").get_incremental_model())
 
     def save_params_to_files(self, prefix: str = REQUIRED, iter: int = 0) -> None:
-        """Save dense weights and optimizer states and the embedding tables (snapshot file names)."""
+        """Save dense weights and optimizer states and the embedding tables under HugeCTR's snapshot names:
+        ``{prefix}_dense_{iter}.model``, ``{prefix}_opt_dense_{iter}.model``, and per embedding i the folder
+        ``{prefix}{i}_sparse_{iter}.model`` and the file ``{prefix}{i}_opt_sparse_{iter}.model``.
+
+        ``iter`` only names the files. ``fit`` numbers its snapshots 0-based, as HugeCTR does: the one taken
+        after k training steps is named ``k - 1``. Give ``iter`` the same (steps done minus one) when the files
+        should resume training: loading the optimizer-state files ``…opt…_{i}.model`` sets the step count (Adam's
+        t, the learning-rate schedule) to ``i + 1``; a file name with no number restores no counters."""
         w = "Model.save_params_to_files()"
         require_given(w, {"prefix": prefix})
         prefix, iteration = as_str(w, "prefix", prefix), as_int(w, "iter", iter, 0)

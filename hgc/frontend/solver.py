@@ -77,11 +77,32 @@ class Solver:
     drop_incomplete_batch: bool = True
     kafka_brockers: str = ""
     training_callbacks: list[Any] = field(default_factory=list)
+    hgc_low_precision: str = "float16"
 
     @property
     def world_size(self) -> int:
         """Total GPU count over all nodes."""
         return sum(len(node) for node in self.vvgpu)
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype dense layers compute in: float32, or the mixed-precision dtype (hgc_low_precision)."""
+        return self.hgc_low_precision if self.use_mixed_precision else "float32"
+
+
+#: Spellings ``hgc_low_precision`` accepts → the dtype they mean.
+LOW_PRECISION = {"fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def normalize_low_precision(where: str, value: Any, mixed: bool) -> str:
+    """``hgc_low_precision`` as "float16" | "bfloat16"; bfloat16 needs ``use_mixed_precision=True``."""
+    if not isinstance(value, str) or value.lower() not in LOW_PRECISION:
+        raise bad(where, "hgc_low_precision", value, f"must be one of {sorted(LOW_PRECISION)}")
+    dtype = LOW_PRECISION[value.lower()]
+    if dtype != "float16" and not mixed:
+        raise bad(where, "hgc_low_precision", value, "selects the mixed-precision dtype, so it needs "
+                                                     "use_mixed_precision=True")
+    return dtype
 
 
 def normalize_vvgpu(where: str, vvgpu: Any) -> list[list[int]]:
@@ -125,12 +146,18 @@ def CreateSolver(model_name: str = "", seed: int = 0, lr_policy: LrPolicy_t = Lr
                  train_inter_iteration_overlap: bool = False, eval_intra_iteration_overlap: bool = False,
                  eval_inter_iteration_overlap: bool = False, use_embedding_collection: bool = False,
                  perf_logging: bool = False, drop_incomplete_batch: bool = True, kafka_brockers: str = "",
-                 training_callbacks: list[Any] | None = None) -> Solver:
+                 training_callbacks: list[Any] | None = None, hgc_low_precision: str = "fp16") -> Solver:
     """The training resources: GPUs (``vvgpu``), global batch sizes, the learning-rate schedule (``lr`` with
     warmup and polynomial decay), precision, evaluation metrics (``metrics_spec``; an AUC value is a stop
     threshold), the key type (``i64_input_key``) and HugeCTR's performance switches. ``batchsize`` and
     ``batchsize_eval`` are global and must divide evenly over all GPUs. ``kafka_brockers`` keeps HugeCTR's
     spelling.
+
+    Precision: ``use_mixed_precision=True`` computes activations, and the GEMMs on weight copies, in fp16
+    with fp32 accumulation; fp32 master weights take the updates, with gradients divided by ``scaler``
+    (the loss gradient is multiplied by it). ``enable_tf32_compute=True`` runs fp32 GEMMs with TF32 math
+    (not together with mixed precision). hgc extension: ``hgc_low_precision="bf16"`` (or "bfloat16") makes
+    mixed precision use bfloat16 instead of fp16 ("fp16", the default, is HugeCTR's behaviour).
     """
     w = "CreateSolver()"
     s = Solver(
@@ -172,6 +199,7 @@ def CreateSolver(model_name: str = "", seed: int = 0, lr_policy: LrPolicy_t = Lr
         drop_incomplete_batch=as_bool(w, "drop_incomplete_batch", drop_incomplete_batch),
         kafka_brockers=as_str(w, "kafka_brockers", kafka_brockers),
         training_callbacks=_callbacks(w, training_callbacks),
+        hgc_low_precision=normalize_low_precision(w, hgc_low_precision, bool(use_mixed_precision)),
     )
     if s.use_mixed_precision and s.enable_tf32_compute:
         raise bad(w, "enable_tf32_compute", True, "TF32 compute cannot be combined with use_mixed_precision=True")

@@ -7,14 +7,19 @@ mixed precision), the low dtype is used where HugeCTR allows half precision:
 * dense ops in HugeCTR's mixed-precision layer list (``MIXED_PRECISION_OPS``, plus
   GroupFusedInnerProduct, which is made of FusedInnerProducts) whose registry traits do not say
   ``fp32_only``; every other dense op computes in float32;
-* the dense input tensor and the embedding outputs (the tables themselves stay float32);
+* the dense input tensor and the embedding outputs (the tables themselves stay float32). Under bfloat16
+  the dense input stays float32 (the host has no bfloat16 type): its readers get a Cast point, so the
+  conversion runs on the device;
 * never labels, never loss values: a loss computes and reports in float32, and reads its prediction
   in the low dtype only when the loss is in the list (BinaryCrossEntropyLoss);
 * key (integer) tensors keep their dtype; a Cast node writes the low dtype and reads what it gets.
 
 A Cast point is recorded wherever a node reads a floating tensor in a dtype other than the tensor's.
 The graph is not rewritten (node types stay as the frontend declared them); codegen and the runtime
-read ``ctx.plans["precision"]``.
+read ``ctx.plans["precision"]``: lowering converts at each Cast point (forward and gradient), runs the
+GEMMs of low-precision nodes on low-precision weight copies with float32 accumulation, and keeps float32
+master weights and weight gradients. ``tf32`` is set when ``ctx.enable_tf32_compute`` asks for TF32 GEMMs
+and the run is in full precision (float32 GEMMs then use TF32 tensor-core math).
 
 Preconditions: fusions are done (FusedInnerProduct/GroupFusedInnerProduct exist). Ordering: last in
 the default pipeline.
@@ -124,7 +129,7 @@ def _output_dtypes(node: Node, low: str, labels: set[str]) -> list[str]:
     for t, ty in zip(node.outputs, node.types):
         if ty.sparse or not _is_float(ty.dtype):
             out.append(ty.dtype)
-        elif t in labels:
+        elif t in labels or (is_input(node) and low == "bfloat16"):
             out.append("float32")
         else:
             out.append(compute)

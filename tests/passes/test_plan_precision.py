@@ -73,3 +73,52 @@ def test_user_cast_reads_what_it_gets():
 def test_unknown_compute_dtype_is_rejected():
     with pytest.raises(ValueError, match=r"compute_dtype = 'float8'"):
         plan(model(), compute_dtype="float8")
+
+
+def test_bfloat16_keeps_the_dense_input_float32_and_converts_for_its_readers():
+    p, _ = plan(model(), use_mixed_precision=True, compute_dtype="bfloat16")
+    assert p["dense"] == "float32" and p["fa"] == "bfloat16"
+    assert CastPoint("dense", "fa", 0, "float32", "bfloat16") in p.casts
+    p16, _ = plan(model(), use_mixed_precision=True)
+    assert p16["dense"] == "float16" and not any(c.tensor == "dense" for c in p16.casts)
+
+
+def weighted():
+    g = with_input(dense_dim=8)
+    add_node(g, "InnerProduct", ["dense"], ["a"], {"num_output": 6})
+    add_node(g, "BatchNorm", ["a"], ["bn"], {"factor": 0.9, "eps": 1e-5})
+    add_node(g, "MultiCross", ["bn"], ["x1"], {"num_layers": 1})
+    add_node(g, "MultiCross", ["x1"], ["x2"], {"num_layers": 1, "projection_dim": 2})
+    add_node(g, "GroupFusedInnerProduct", ["x2"], ["h1", "h2"],
+             {"num_outputs": (5, 1), "activations": ("Relu", "Non")})
+    add_node(g, "BinaryCrossEntropyLoss", ["h2", "label"], ["loss"])
+    return g
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_every_weighted_op_computes_in_the_low_dtype(dtype):
+    p, stats = plan(weighted(), use_mixed_precision=True, compute_dtype=dtype)
+    for node in ("a", "bn", "x1", "x2"):
+        assert p.node_dtype(node) == dtype and p[node] == dtype
+    group = next(n for n in weighted().nodes() if n.op == "GroupFusedInnerProduct")
+    assert p.node_dtype(group.name) == dtype and p["h1"] == p["h2"] == dtype
+    assert p.node_dtype("loss") == "float32" and p["loss"] == "float32"
+    assert stats["casts"] == (1 if dtype == "bfloat16" else 0)  # the dense input under bf16
+
+
+def test_solver_opt_in_selects_the_compute_dtype():
+    from hgc.frontend.solver import CreateSolver
+
+    s = CreateSolver(use_mixed_precision=True, hgc_low_precision="bf16")
+    assert s.compute_dtype == "bfloat16" and s.hgc_low_precision == "bfloat16"
+    assert CreateSolver(use_mixed_precision=True).compute_dtype == "float16"
+    assert CreateSolver(use_mixed_precision=True, hgc_low_precision="BFloat16").compute_dtype == "bfloat16"
+    assert CreateSolver().compute_dtype == "float32"
+    p, _ = plan(model(), use_mixed_precision=s.use_mixed_precision, compute_dtype=s.compute_dtype)
+    assert p.compute_dtype == "bfloat16"
+    with pytest.raises(ValueError, match=r"hgc_low_precision.*needs use_mixed_precision=True"):
+        CreateSolver(hgc_low_precision="bf16")
+    with pytest.raises(ValueError, match=r"hgc_low_precision.*'fp8'.*must be one of"):
+        CreateSolver(use_mixed_precision=True, hgc_low_precision="fp8")
+    with pytest.raises(TypeError, match="hgc_low_precisions"):
+        CreateSolver(hgc_low_precisions="bf16")
