@@ -10,6 +10,7 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 export HGC_CACHE_DIR="${HGC_CACHE_DIR:-${TMPDIR:-/tmp}/hgc_cache}"  # not under $OUT: cubins need not come back
 export PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # examples import hgc from the tree
 
 # Wheels carried with the working tree (no registry on the device machine) fill in missing packages.
 if [ -d .wheels ]; then

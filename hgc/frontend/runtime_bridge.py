@@ -33,7 +33,7 @@ def run_config(solver: Solver, reader: DataReaderParams | None, opt: OptParamsPy
 
 
 def make_runtime(model: Any) -> Any:
-    """The training runtime of a compiled Model (cpu target; the cuda target plugs in here)."""
+    """The training runtime of a compiled Model, on the active target (the Trainer makes its executor)."""
     from hgc.frontend.target import active_target
     from hgc.runtime.session import TrainingSession
 

@@ -1,4 +1,7 @@
-"""Which target runs a model: ``config.target`` when it names one, else cuda if CuPy sees a GPU, else cpu."""
+"""Which target runs a model: ``config.target`` when it names one, else cuda if CuPy sees a GPU, else cpu.
+
+The runtime checks a forced cuda target when it starts (:func:`hgc.runtime.target.resolve_target`).
+"""
 from __future__ import annotations
 
 from hgc.config import config
@@ -8,12 +11,9 @@ TARGETS = ("cpu", "cuda")
 
 def gpu_visible() -> bool:
     """True when CuPy imports and reports at least one CUDA device."""
-    try:
-        import cupy
+    from hgc.runtime.target import cuda_available
 
-        return int(cupy.cuda.runtime.getDeviceCount()) > 0
-    except (ImportError, RuntimeError, OSError):  # no CuPy, no driver, or no device
-        return False
+    return cuda_available()
 
 
 def active_target() -> str:

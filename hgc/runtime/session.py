@@ -132,7 +132,7 @@ class TrainingSession:
         raise NotBuiltError("the embedding training cache", "Model.get_incremental_model()")
 
     def get_params_num(self) -> int:
-        return int(sum(w.size for w in self.trainer.dense_weights)
+        return int(sum(int(np.prod(s)) for s in self.trainer.dense_shapes)
                    + sum(t.size * t.vec_size for t in self.trainer.tables.values()))
 
     def check_overflow(self) -> None:

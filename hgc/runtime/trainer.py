@@ -1,5 +1,17 @@
 """The training loop shared by both targets: fit (epoch / non-epoch), evaluation, metrics, snapshots, the
-low-level API (train / eval / get_eval_metrics …) and freezing. The target-specific part is the executor.
+low-level API (train / eval / get_eval_metrics …) and freezing. The target-specific part is the executor
+(made in one place, :func:`hgc.runtime.target.make_executor`).
+
+Targets. On cpu the trainer holds the dense weights, the optimizers and the embedding tables as host arrays and
+applies the updates itself. On cuda the executor holds all of them on the GPU and updates them there; the
+trainer keeps host mirrors of the dense weights and dense optimizer states (``dense_weights`` / ``dense_opt``
+refresh them when read) and sees each device table through the cpu table's interface (``dump``, ``load``,
+``slot_ids``) and its optimizer through :class:`~hgc.runtime.target.DeviceSparseOptimizer`. A cuda step reads
+nothing back to the host: the total loss stays on the GPU, where a watch records the first iteration whose
+loss is not finite. That record is checked, and the loss read, only when a display line, ``get_current_loss``,
+an evaluation, a snapshot or the end of fit needs it; a NaN/Inf loss then raises the same TrainingError as on
+cpu, naming the iteration it first appeared at (the steps after it have run). Evaluation keeps predictions
+and labels on the GPU and computes AUC, HitRate and AverageLoss there.
 
 Readers. The low-level ``train()`` / ``eval()`` read on where the last call stopped; in epoch mode they
 return False at the end of the source and the reader stays there (``is_eof()``) until ``set_source``.
@@ -20,13 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from hgc.config import config
 from hgc.errors import TrainingError
 from hgc.ir.graph import Graph
 from hgc.ir.registry import get_op
 from hgc.passes.context import PipelineResult
 from hgc.runtime import logging as log
-from hgc.runtime.cpu.executor import CpuExecutor, take_rows
+from hgc.runtime.cpu.executor import take_rows
 from hgc.runtime.data.batch import Batch, SparseBatch
+from hgc.runtime.dist.parallel import wrap_executor
 from hgc.runtime.embedding.capacity import rows_for_workspace
 from hgc.runtime.embedding.table import EmbeddingTable
 from hgc.runtime.lr_scheduler import LearningRateScheduler
@@ -35,6 +49,14 @@ from hgc.runtime.optim.dense import make_dense_optimizer
 from hgc.runtime.optim.sparse import make_sparse_optimizer
 from hgc.runtime.regularizer import Regularizer
 from hgc.runtime.run_config import RunConfig
+from hgc.runtime.target import (
+    DeviceSparseOptimizer,
+    DeviceTable,
+    by_node,
+    make_executor,
+    resolve_target,
+    to_file_order,
+)
 from hgc.runtime.weights import init_dense_weights, weight_slices
 
 ONE_HOT_TYPES = ("LocalizedSlotSparseEmbeddingOneHot", "HybridSparseEmbedding")
@@ -53,6 +75,12 @@ def predictions(loss_op: str, pred: np.ndarray) -> np.ndarray:
     return _sigmoid(pred)
 
 
+def _cupy() -> Any:
+    from hgc.runtime.cuda.device import cupy
+
+    return cupy()
+
+
 def _close_readers(readers: dict[str, Any]) -> None:
     for reader in readers.values():
         reader.close()
@@ -67,17 +95,43 @@ class Trainer:
         self.seed = cfg.seed or int.from_bytes(os.urandom(4), "little")
         log.info(f"Global seed is {self.seed}")
         self.graph = compiled.graph  # the optimized graph the executor runs; weights follow the user graph
-        self.dense_weights = init_dense_weights(graph, self.seed)
-        self.weight_slices = weight_slices(graph, self.graph, self.dense_weights)
-        self.tables: dict[str, EmbeddingTable] = {}
+        self._dense = init_dense_weights(graph, self.seed)  # file order; on cuda the host mirror
+        self.weight_slices = weight_slices(graph, self.graph, self._dense)
+        target = cfg.target if cfg.target == "cpu" else resolve_target(cfg.target)  # cuda: can it run here?
+        host_tables: dict[str, EmbeddingTable] = {}
+        table_opts: dict[str, dict[str, Any]] = {}
         self.sparse_opts: dict[str, Any] = {}
         for i, node in enumerate(n for n in self.graph.nodes() if get_op(n.op).kind == "embedding"):
-            self._add_table(node, i)
-        self.executor = CpuExecutor(self.graph, {n: self.dense_weights[s] for n, s in self.weight_slices.items()},
-                                    self.tables, self.seed)
+            host_tables[node.name], table_opts[node.name] = self._host_table(node, i)
+            # on cpu the optimizer is the table's; elsewhere this only checks the settings (no states)
+            self.sparse_opts[node.name] = self._sparse_optimizer(node.name, table_opts[node.name],
+                                                                 host_tables[node.name], target == "cpu")
         opt = dict(cfg.optimizer)
-        self.dense_opt = make_dense_optimizer(opt["optimizer_type"], self.dense_weights,
-                                              **{k: opt[k] for k in HYPER_KEYS if k in opt})
+        self._dense_opt = make_dense_optimizer(opt["optimizer_type"], self._dense,
+                                               **{k: opt[k] for k in HYPER_KEYS if k in opt})
+        self.target, self.executor = make_executor(
+            target, self.graph, compiled.plans, {n: self._dense[s] for n, s in self.weight_slices.items()},
+            host_tables, self.seed, forced=config.target == "cuda", passes=[r.name for r in compiled.records])
+        self.device = self.target == "cuda"
+        self.tables: dict[str, Any]
+        if self.device:
+            from hgc.runtime.cuda.metrics import EvalAccumulator, LossWatch
+            from hgc.runtime.target import device_name
+
+            embeddings = self.executor.embeddings  # the host tables were copied to the GPU
+            self.tables = {name: DeviceTable(e) for name, e in embeddings.items()}
+            self.sparse_opts = {name: DeviceSparseOptimizer(e) for name, e in embeddings.items()}
+            self._watch = LossWatch()
+            self._dev_eval = EvalAccumulator()
+            self.executor.use_cuda_graph = bool(cfg.use_cuda_graph)
+            log.info(f"Target: cuda, {device_name()}")
+        else:
+            self.tables = host_tables
+            if target != "cpu":  # cuda could not run the model: the optimizers need their states after all
+                for name, table in host_tables.items():
+                    self.sparse_opts[name] = self._sparse_optimizer(name, table_opts[name], table, True)
+            log.info("Target: cpu")
+        self.executor = wrap_executor(self, compiled)  # vvgpu with several GPUs: sharded tables, split batch
         self.scheduler = LearningRateScheduler(cfg.lr, cfg.warmup_steps, cfg.decay_start, cfg.decay_steps,
                                                cfg.decay_power, cfg.end_lr)
         self.lr = cfg.lr
@@ -99,14 +153,18 @@ class Trainer:
         self._readers: dict[str, Any] = {}
         weakref.finalize(self, _close_readers, self._readers)  # reader threads end with the model
         self.iteration = 0  # training steps so far (restored from a snapshot name by Checkpoints)
-        self.current_loss = float("nan")
+        self._loss: Any = float("nan")  # the last training loss: a float, or on cuda a device scalar
         self._eval: dict[str, list[Any]] = self._empty_eval()
-        self._last_eval: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_eval: tuple[Any, Any] | None = None
         self._train_grads: dict[str, Any] = {}
-        self._eval_tensors: dict[str, Any] = {}
+        self._eval_tensors: Any = {}
+        self._forwards = 0  # forward passes so far (cuda: tensors of a forward live until the next one)
+        self._eval_forward = -1  # the forward count of the last evaluation step
+        self._trained = False
 
     # -- construction --------------------------------------------------------------------------
-    def _add_table(self, node: Any, index: int) -> None:
+    def _host_table(self, node: Any, index: int) -> tuple[EmbeddingTable, dict[str, Any]]:
+        """The table of an embedding node with its initial rows, and the optimizer settings it uses."""
         a = node.attrs
         opt = dict(a["optimizer"]) if a.get("optimizer") else dict(self.cfg.optimizer)
         sizes = tuple(a.get("slot_size_array") or ())
@@ -121,14 +179,97 @@ class Trainer:
         table = EmbeddingTable(node.name, a["embedding_vec_size"], None if sizes else capacity, a["combiner"],
                                sizes, node.op in ONE_HOT_TYPES,
                                rng=np.random.default_rng([self.seed, 104729, index]))
+        return table, opt
+
+    @staticmethod
+    def _sparse_optimizer(name: str, opt: dict[str, Any], table: EmbeddingTable, allocate: bool) -> Any:
+        """The cpu SparseOptimizer of a table (``allocate``), or one without rows that only checks settings."""
         try:
-            sparse_opt = make_sparse_optimizer(
-                opt["optimizer_type"], table.capacity, table.vec_size, update_type=opt["update_type"],
-                atomic_update=bool(opt.get("atomic_update", True)), **{k: opt[k] for k in HYPER_KEYS if k in opt})
+            return make_sparse_optimizer(
+                opt["optimizer_type"], table.capacity if allocate else 0, table.vec_size,
+                update_type=opt["update_type"], atomic_update=bool(opt.get("atomic_update", True)),
+                **{k: opt[k] for k in HYPER_KEYS if k in opt})
         except ValueError as e:
-            raise ValueError(f"embedding '{node.name}': {e}") from None
-        self.tables[node.name] = table
-        self.sparse_opts[node.name] = sparse_opt
+            raise ValueError(f"embedding '{name}': {e}") from None
+
+    # -- state in file order (both targets) --------------------------------------------------------
+    @property
+    def dense_weights(self) -> list[np.ndarray]:
+        """The dense weights in file order: on cpu the live arrays, on cuda host copies read from the GPU."""
+        if self.device:
+            to_file_order(self.executor.get_weights(), self.weight_slices, self._dense)
+        return self._dense
+
+    def set_dense_weights(self, weights: list[np.ndarray]) -> None:
+        """Replace the dense weights (file order, shapes as ``dense_weights``)."""
+        for w, v in zip(self._dense, weights):
+            w[...] = v
+        if self.device:
+            self.executor.set_weights(by_node(self._dense, self.weight_slices))
+
+    @property
+    def dense_opt(self) -> Any:
+        """The dense optimizer (its states in file order); on cuda a host mirror read from the GPU."""
+        if self.device:
+            for kind, states in zip(self._dense_opt.states(), self.executor.dense_states()):
+                to_file_order(states, self.weight_slices, kind)
+            self._dense_opt.step_count = int(self.executor.dense_steps)
+        return self._dense_opt
+
+    def load_dense_opt_states(self, states: list[list[np.ndarray]]) -> None:
+        """Replace the dense optimizer states (one file-order list per state kind)."""
+        self._dense_opt.load_states(states)
+        if self.device:
+            self.executor.set_dense_states([by_node(kind, self.weight_slices) for kind in self._dense_opt.states()])
+
+    @property
+    def dense_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of the dense weights in file order."""
+        return [tuple(w.shape) for w in self._dense]
+
+    @property
+    def dense_state_kinds(self) -> tuple[str, ...]:
+        return tuple(self._dense_opt.state_kinds)
+
+    def table_rows(self, name: str) -> np.ndarray:
+        """A host copy of every row of embedding ``name`` (capacity × vec)."""
+        table = self.tables[name]
+        return table.host_rows() if self.device else table.rows.copy()
+
+    def bn_stats(self, node: str) -> dict[str, np.ndarray]:
+        """The running statistics of a BatchNorm node ({} before its first training step on cpu)."""
+        if self.device:
+            return self.executor.state_of(node)
+        return dict(self.executor.state[node])
+
+    def set_bn_stats(self, node: str, mean: np.ndarray, var: np.ndarray) -> None:
+        if self.device:
+            self.executor.set_state(node, {"mean": mean, "var": var})
+        else:
+            self.executor.state[node].update(mean=mean, var=var)
+
+    @property
+    def current_loss(self) -> float:
+        """The loss of the last training step (0.0 with gen_loss_summary off). On cuda reading it checks the
+        NaN watch first and copies the loss to the host."""
+        if self.device:
+            self.check_finite()
+            if not isinstance(self._loss, float):
+                self._loss = float(self._loss.get()[0])
+        return self._loss
+
+    def check_finite(self) -> None:
+        """On cuda: raise the TrainingError of the first training step whose loss was NaN/Inf, if any (the
+        cpu target raises at the step itself)."""
+        if not self.device:
+            return
+        for table in self.executor.embeddings.values():
+            if hasattr(table, "check"):
+                table.check()  # errors the tables recorded on the device (one-hot key out of range, table full)
+        bad = self._watch.first_bad()
+        if bad is not None:
+            raise TrainingError(f"Train Runtime error: Loss cannot converge (loss = {bad[1]} at iteration "
+                                f"{bad[0]})")
 
     # -- data ----------------------------------------------------------------------------------
     def reader(self, which: str) -> Any:
@@ -189,11 +330,17 @@ class Trainer:
 
     def _total_loss(self, losses: dict[str, float]) -> float:
         """Σ weight·loss over the loss layers, plus the regularizer term."""
-        return sum(self.loss_weights[k] * v for k, v in losses.items()) + self.regularizer.term(self.dense_weights)
+        return sum(self.loss_weights[k] * v for k, v in losses.items()) + self.regularizer.term(self._dense)
 
-    def step(self, batch: Batch) -> float:
-        """Forward, backward and update on one (already trimmed) batch at ``self.lr``; returns the loss."""
+    def step(self, batch: Batch) -> None:
+        """Forward, backward and update on one (already trimmed) batch at ``self.lr``; the loss is then
+        ``current_loss``. On cpu a NaN/Inf loss raises here, before any update; on cuda see ``check_finite``."""
         self.iteration += 1
+        self._forwards += 1
+        self._trained = True
+        if self.device:
+            self._device_step(batch)
+            return
         out = self.executor.forward(batch, training=True)
         loss = self._total_loss(out.losses)
         if not np.isfinite(loss):
@@ -201,19 +348,63 @@ class Trainer:
                                 f"{self.iteration})")
         wgrads, egrads = self.executor.backward(self.loss_weights)
         self._train_grads = self.executor.last_grads
-        if not self.frozen_dense and self.dense_weights:
-            grads = self.regularizer.grads(self.dense_weights)
+        if not self.frozen_dense and self._dense:
+            grads = self.regularizer.grads(self._dense)
             for name, gs in wgrads.items():
                 for k, g in enumerate(gs, self.weight_slices[name].start):
                     grads[k] += np.asarray(g, grads[k].dtype).reshape(grads[k].shape)
-            self.dense_opt.step(grads, self.lr)
+            self._dense_opt.step(grads, self.lr)
         for name, table in self.tables.items():
             if name in self.frozen_embeddings:
                 continue
             rows, g = egrads.get(name, (np.zeros(0, np.int64), np.zeros((0, table.vec_size), np.float32)))
             self.sparse_opts[name].update(table.rows, rows, g, self.lr)
-        self.current_loss = float(loss) if self.cfg.gen_loss_summary else 0.0
-        return self.current_loss
+        self._loss = float(loss) if self.cfg.gen_loss_summary else 0.0
+
+    # -- the cuda step -------------------------------------------------------------------------
+    @property
+    def _scaler(self) -> float:
+        """The loss scaler: gradients are scaled by it under mixed precision (and unscaled by the updates)."""
+        return float(self.cfg.scaler) if self.cfg.use_mixed_precision else 1.0
+
+    def _device_reg(self) -> tuple[str | None, float, Any] | None:
+        r = self.regularizer
+        return (r.kind, r.lam / r.batch_size, self.executor.master) if r.kind is not None else None
+
+    def _device_total(self, losses: Any, reg: Any = None) -> Any:
+        """Σ weight·loss (+ the regularizer term ``reg``, a float64 device scalar) of a step whose losses are
+        ``losses`` (device copies, ``losses.device(node)``), as a float64 device scalar of shape (1,)."""
+        from hgc.runtime.cuda.metrics import total_loss
+
+        total = total_loss(_cupy(), [(losses.device(n.name), self.loss_weights[n.name]) for n in self.losses])
+        return total if reg is None else total + reg
+
+    def _reg_term(self) -> Any:
+        """The regularizer term of the current weights as a float64 device scalar, or None."""
+        from hgc.runtime.cuda.metrics import total_loss
+
+        reg = self._device_reg()
+        return None if reg is None else total_loss(_cupy(), [], reg)
+
+    def _device_step(self, batch: Batch) -> None:
+        """One cuda step without a host synchronisation. The executor's fused step (CUDA graphs when the
+        solver asks for them) when nothing is frozen; else forward, backward and an update that skips the
+        frozen parts."""
+        ex = self.executor
+        scaler = self._scaler
+        reg = self._reg_term()  # of the weights before the update, as on cpu
+        if (not self.frozen_dense and not self.frozen_embeddings
+                and (self.regularizer.kind is None or self.regularizer.batch_size == ex.plan.batch)):
+            losses = ex.train_step(batch, self.lr, self.loss_weights, scaler)
+        else:
+            out = ex.forward(batch, training=True)
+            losses = out.losses  # device copies taken at the forward
+            ex.backward(self.loss_weights, host=False, scaler=scaler)
+            ex.update(self.lr, scaler, reg_batch=self.regularizer.batch_size, frozen_dense=self.frozen_dense,
+                      frozen_embeddings=tuple(self.frozen_embeddings))
+        total = self._device_total(losses, reg)
+        self._watch.record(total, self.iteration)
+        self._loss = total if self.cfg.gen_loss_summary else 0.0
 
     def train_once(self) -> bool:
         """Low-level ``train()``: one iteration; False (nothing trained) at the end of an epoch-mode source."""
@@ -226,7 +417,11 @@ class Trainer:
     def resume_at(self, steps: int) -> None:
         """Continue as a run that has done ``steps`` training steps: the step count, the dense optimizer's
         Adam step, the learning-rate schedule and the per-step random numbers (Dropout)."""
-        self.iteration = self.executor.step = self.dense_opt.step_count = self.scheduler.step = steps
+        self.iteration = self.executor.step = self.scheduler.step = steps
+        if self.device:
+            self.executor.dense_steps = steps
+        else:
+            self._dense_opt.step_count = steps
         self.scheduler.current = self.scheduler.lr_at(steps) if steps else 0.0
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -240,8 +435,13 @@ class Trainer:
         batch = self._next_batch("eval")
         if batch is None:
             return False
+        self._forwards += 1
+        self._eval_forward = self._forwards
         out = self.executor.forward(batch, training=False)
         self._eval_tensors = out.tensors
+        if self.device:
+            self._device_eval(out.tensors, out.losses)
+            return True
         preds, labels = [], []
         for n in self.losses:
             preds.append(predictions(n.op, np.asarray(out.tensors[n.inputs[0]], np.float64)))
@@ -253,10 +453,32 @@ class Trainer:
         self._eval["losses"].append(self._total_loss(out.losses))
         return True
 
+    def _device_float64(self, tensors: Any, name: str) -> Any:
+        """A float64 device copy of activation ``name`` of the last forward."""
+        cp = _cupy()
+        view = tensors.device(name)
+        if self.executor.bindings[(name, "activation")].dtype == "bfloat16":
+            view = (view.astype(cp.uint32) << 16).view(cp.float32)
+        return view.astype(cp.float64)
+
+    def _device_eval(self, tensors: Any, losses: Any) -> None:
+        from hgc.runtime.cuda import metrics as dm
+
+        cp = _cupy()
+        preds, labels = [], []
+        for n in self.losses:
+            preds.append(dm.predictions(n.op, self._device_float64(tensors, n.inputs[0])))
+            lab = self._device_float64(tensors, n.inputs[1])
+            labels.append(lab[:, :1] if n.op == "CrossEntropyLoss" else lab)
+        p, y = cp.concatenate(preds, axis=1), cp.concatenate(labels, axis=1)
+        self._last_eval = (p, y)
+        self._dev_eval.add(p, y, self._device_total(losses, self._reg_term()))
+
     def evaluate(self, max_batches: int | None, on_batch: Callable[[], None] | None = None
                  ) -> list[tuple[str, float]]:
         """At most ``max_batches`` batches (None: to the end of an epoch-mode source), then the metrics. An
         evaluation source at its end is started over, before and after."""
+        self.check_finite()
         self.check_overflow()
         reader = self.reader("eval")
         if reader.is_eof():
@@ -273,6 +495,11 @@ class Trainer:
 
     def eval_metrics(self) -> list[tuple[str, float]]:
         """The metrics over the batches evaluated since the last call (then forgotten)."""
+        if self.device:
+            from hgc.runtime.cuda.metrics import EvalAccumulator
+
+            acc, self._dev_eval = self._dev_eval, EvalAccumulator()
+            return acc.result([m for m, _ in self.cfg.metrics_spec])
         ev, self._eval = self._eval, self._empty_eval()
         if not ev["preds"]:
             return [(name, float("nan")) for name, _ in self.cfg.metrics_spec]
@@ -283,10 +510,14 @@ class Trainer:
         """(predictions, labels) of the last evaluated batch."""
         if self._last_eval is None:
             raise TrainingError("export_predictions(): no batch has been evaluated yet; call eval() first")
+        if self.device:
+            return (self._last_eval[0].get(), self._last_eval[1].get())
         return self._last_eval
 
     def check_out_tensor(self, name: str, which: str) -> np.ndarray:
         """A tensor of the last evaluation step ("Evaluate") or its gradient of the last training step ("Train")."""
+        if self.device:
+            return self._device_check_out(name, which)
         source = self._train_grads if which == "Train" else self._eval_tensors
         step = "training step (gradients)" if which == "Train" else "evaluation step"
         if name not in source:
@@ -298,6 +529,34 @@ class Trainer:
             raise TrainingError(f"check_out_tensor(): tensor '{name}' is a sparse input (keys); check out the "
                                 f"embedding that reads it")
         return np.array(source[name], np.float32)
+
+    def _device_check_out(self, name: str, which: str) -> np.ndarray:
+        """check_out_tensor on cuda: tensors are read from device memory, which the next forward reuses (an
+        evaluation's activations) and which the buffer plan may share (gradients)."""
+        ex = self.executor
+        train = which == "Train"
+        step = "training step (gradients)" if train else "evaluation step"
+        if not self.graph.has_tensor(name):
+            raise TrainingError(f"check_out_tensor(): tensor '{name}' was fused away by the pass pipeline; "
+                                f"check out the fused layer's output instead")
+        if not train and name in {s for s, _ in ex.plan.inputs.sparse}:
+            raise TrainingError(f"check_out_tensor(): tensor '{name}' is a sparse input (keys); check out the "
+                                f"embedding that reads it")
+        binding = ex.bindings.get((name, "gradient" if train else "activation"))
+        if binding is None or not (self._trained if train else self._eval_forward > 0):
+            raise TrainingError(f"check_out_tensor(): tensor '{name}' has no value from the last {step}")
+        if not train:
+            if self._eval_forward != self._forwards:
+                raise TrainingError(f"check_out_tensor(): on the cuda target the activations of an evaluation "
+                                    f"step live until the next forward pass, and a training step has run since; "
+                                    f"call eval() again before checking out '{name}'")
+            return np.array(self._eval_tensors[name], np.float32)
+        shared = [b.tensor for b in ex.bindings.values() if b.buffer == binding.buffer and b is not binding]
+        if shared:
+            raise TrainingError(f"check_out_tensor(): on the cuda target the gradient of '{name}' shares device "
+                                f"memory with {sorted(set(shared))[:3]} and is overwritten later in the backward "
+                                f"pass; inspect it with HGC_TARGET=cpu")
+        return np.array(_cupy().asnumpy(ex.tensor(name, "gradient")), np.float32)
 
     def check_overflow(self) -> None:
         for table in self.tables.values():
@@ -363,10 +622,11 @@ class Trainer:
                     if batch is None:
                         break
                     self.lr = self.scheduler.get_next()
-                    loss = self.step(batch)
+                    self.step(batch)
                     it += 1
                     advance(1)
                     if it % display == 0:
+                        loss = self.current_loss  # cuda: the one read of the loss (and of the NaN watch)
                         now = time.time()
                         log.info(f"Iter: {it} Time({display} iters): {now - tick:f}s Loss: {loss:f} lr:{self.lr:f}")
                         tick = now
@@ -374,6 +634,7 @@ class Trainer:
                         return
                     if (it - 1) % snapshot == 0 and it > 1:
                         save(snapshot_prefix, it - 1)
+        self.check_finite()
         secs = time.time() - start
         if epoch_mode:
             log.info(f"Finish {num_epochs} epochs {it} global iterations with batchsize {cfg.batchsize} in "
@@ -417,6 +678,12 @@ class Checkpoints:
         from hgc.runtime import checkpoint as ck
 
         t = self.t
+        t.check_finite()
+        if getattr(t.executor, "distributed", False):
+            from hgc.runtime.dist.checkpoint import save_snapshot
+
+            save_snapshot(t, prefix, iteration)  # collective: rank 0 writes, with hgc_layout.json
+            return
         names = ck.snapshot_names(prefix, iteration, len(t.tables))
         with ck.all_or_nothing():
             for i, (name, table) in enumerate(t.tables.items()):
@@ -436,28 +703,27 @@ class Checkpoints:
         log.info("Dumping dense optimizer states to file, successful")
 
     def _bn_stats(self, node: Any) -> tuple[np.ndarray, np.ndarray]:
-        st, width = self.t.executor.state[node.name], self.t.executor.weights[node.name][0].size
-        return (np.asarray(st.get("mean", np.zeros(width)), np.float32),
-                np.asarray(st.get("var", np.ones(width)), np.float32))
+        st = self.t.bn_stats(node.name)
+        if "mean" in st and "var" in st:
+            return np.asarray(st["mean"], np.float32), np.asarray(st["var"], np.float32)
+        width = self.t.executor.weights[node.name][0].size  # cpu, before the first training step
+        return np.zeros(width, np.float32), np.ones(width, np.float32)
 
     def load_dense_weights(self, path: str) -> None:
         from hgc.runtime import checkpoint as ck
 
         t = self.t
-        loaded = ck.read_dense_model(path, [w.shape for w in t.dense_weights])
-        for w, v in zip(t.dense_weights, loaded):
-            w[...] = v
+        t.set_dense_weights(ck.read_dense_model(path, t.dense_shapes))
         ntp = path + ".ntp.json"
         if os.path.exists(ntp):
             for n, (mean, var) in zip(self._bn_nodes(), ck.read_ntp(ntp)):
-                t.executor.state[n.name].update(mean=mean, var=var)
+                t.set_bn_stats(n.name, mean, var)
 
     def load_dense_optimizer_states(self, path: str) -> None:
         from hgc.runtime import checkpoint as ck
 
         t = self.t
-        t.dense_opt.load_states(ck.read_dense_opt(path, len(t.dense_opt.state_kinds),
-                                                  [w.shape for w in t.dense_weights]))
+        t.load_dense_opt_states(ck.read_dense_opt(path, len(t.dense_state_kinds), t.dense_shapes))
         i = snapshot_iteration(path)
         if i is not None:
             t.resume_at(i + 1)
@@ -471,6 +737,11 @@ class Checkpoints:
 
     def load_sparse_optimizer_states(self, name: str, path: str) -> None:
         from hgc.runtime import checkpoint as ck
+        from hgc.runtime.dist import checkpoint as dist_ck
+
+        if not self.t.device and dist_ck.needs_resharding(self.t, name, path):
+            dist_ck.load_sparse_optimizer_states(self.t, name, path)
+            return
 
         opt, table = self.t.sparse_opts[name], self.t.tables[name]
         opt.load_states(ck.read_sparse_opt(path, len(opt.state_kinds), table.capacity, table.vec_size))

@@ -1,4 +1,5 @@
-"""Tiny generated datasets and models for the training-runtime tests (cpu target, milliseconds per step)."""
+"""Tiny generated datasets and models for the training-runtime tests (milliseconds per step on the cpu target;
+the helpers read weights and tables through the trainer, so they serve the cuda target too)."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,12 +26,13 @@ class Data:
     folder: str
 
 
-def make_data(folder: str, seed: int = 7, num_files: int = 2, samples_per_file: int = SAMPLES_PER_FILE) -> Data:
+def make_data(folder: str, seed: int = 7, num_files: int = 2, samples_per_file: int = SAMPLES_PER_FILE,
+              label_dim: int = 1) -> Data:
     """A learnable Norm dataset under ``folder``: ``num_files`` training files and one evaluation file, each of
     ``samples_per_file`` samples."""
     train, test = os.path.join(folder, "file_list.txt"), os.path.join(folder, "file_list_test.txt")
     DataGenerator(DataGeneratorParams(
-        format=hgc.DataReaderType_t.Norm, label_dim=1, dense_dim=DENSE, num_slot=len(SLOTS), i64_input_key=False,
+        format=hgc.DataReaderType_t.Norm, label_dim=label_dim, dense_dim=DENSE, num_slot=len(SLOTS), i64_input_key=False,
         source=train, eval_source=test, slot_size_array=list(SLOTS), nnz_array=list(NNZ), num_files=num_files,
         eval_num_files=1, num_samples_per_file=samples_per_file, num_samples=num_files * samples_per_file,
         eval_num_samples=samples_per_file, learnable=True, seed=seed)).generate()
@@ -151,8 +153,10 @@ def runtime(m: hgc.Model) -> Any:
 
 
 def dense_weights(m: hgc.Model) -> list[np.ndarray]:
+    """Copies of the dense weights in file order (either target)."""
     return [w.copy() for w in runtime(m).trainer.dense_weights]
 
 
 def table_rows(m: hgc.Model, name: str) -> np.ndarray:
-    return runtime(m).trainer.tables[name].rows.copy()
+    """A copy of every row of an embedding table (either target)."""
+    return runtime(m).trainer.table_rows(name)

@@ -1,0 +1,201 @@
+"""Batches on the device: pinned host double buffers, a copy stream, and events that order the copies with
+the compute stream, so the host-to-device copy of batch i+1 runs while batch i computes.
+
+* :class:`DeviceSparse` / :class:`DeviceBatch`: a batch's arrays in device memory (keys widened to int64,
+  the CSR row offsets, labels and dense features in float32) plus the event that says they have arrived.
+* :class:`Stager`: ``put(batch)`` copies a host :class:`~hgc.runtime.data.batch.Batch` into the next of
+  ``depth`` pinned buffers (host work), starts the asynchronous copies of that buffer into the matching
+  device slot on its own non-blocking stream, records the slot's ``ready`` event and returns the
+  DeviceBatch at once. A slot is written again only after the compute stream recorded ``consumed`` on it
+  (:meth:`DeviceBatch.release`), so nothing is overwritten while a step still reads it.
+* :func:`to_device`: a one-off, persistent device copy of a host batch (in-memory data, tests).
+
+Nothing here synchronises the host with the device, except a put() that must wait for the slot it reuses
+(the step that read it ``depth`` batches ago) and the very first copy of a pinned buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hgc.runtime.cuda.device import cupy
+from hgc.runtime.data.batch import Batch, SparseBatch
+
+H2D = 1  # cudaMemcpyHostToDevice
+D2H = 2  # cudaMemcpyDeviceToHost
+D2D = 3  # cudaMemcpyDeviceToDevice
+
+
+@dataclass
+class DeviceSparse:
+    """One sparse input on the device: ``keys`` (int64, at least the batch's key count), ``offsets``
+    (int64, nseg + 1 entries, CSR over (sample, slot) rows sample-major)."""
+
+    keys: Any
+    offsets: Any
+    nseg: int
+    slot_num: int
+    nkeys: int
+
+    @property
+    def capacity(self) -> int:
+        return int(self.keys.shape[0])
+
+
+@dataclass
+class DeviceBatch:
+    """A batch resident on the device. ``n`` rows (``size`` of them real); ``ready`` is recorded once its
+    arrays are complete (None: already complete); ``consumed`` is recorded by whoever last read it."""
+
+    n: int
+    size: int
+    label: Any
+    dense: Any
+    sparse: list[DeviceSparse]
+    ready: Any = None
+    consumed: Any = None
+
+    def wait(self, stream: Any) -> None:
+        """Make ``stream`` wait until the batch's copies are done."""
+        if self.ready is not None:
+            stream.wait_event(self.ready)
+
+    def release(self, stream: Any) -> None:
+        """Record on ``stream`` that the work reading this batch has been issued (its slot may be refilled
+        once that work has run)."""
+        if self.consumed is not None:
+            self.consumed.record(stream)
+
+
+def key_array(keys: np.ndarray) -> np.ndarray:
+    """Keys as int64 values (uint64 keys keep their bit patterns, as the hash tables read them)."""
+    k = np.ascontiguousarray(keys).reshape(-1)
+    if k.dtype.kind not in "iu":
+        raise ValueError(f"keys must be an integer array, got dtype {k.dtype}")
+    if k.dtype == np.uint64:
+        return k.view(np.int64)
+    return k.astype(np.int64, copy=False)
+
+
+def check_sparse(sb: SparseBatch, n: int, name: str = "") -> None:
+    """The CSR shape rules of a sparse input of an n-row batch."""
+    offsets = sb.row_offsets
+    if offsets.shape[0] != n * sb.slot_num + 1:
+        raise ValueError(f"sparse input {name!r}: row_offsets has {offsets.shape[0]} entries, not n·slot_num + 1 "
+                         f"= {n * sb.slot_num + 1} (n={n}, slot_num={sb.slot_num})")
+    if int(offsets[-1]) != int(np.asarray(sb.keys).reshape(-1).shape[0]):
+        raise ValueError(f"sparse input {name!r}: row_offsets ends at {int(offsets[-1])} but there are "
+                         f"{np.asarray(sb.keys).size} keys")
+
+
+def device_sparse(sb: SparseBatch, nseg: int | None = None) -> DeviceSparse:
+    """A device copy of one sparse input (synchronous upload; for one-off use)."""
+    cp = cupy()
+    offsets = np.ascontiguousarray(sb.row_offsets, np.int64)
+    n = offsets.shape[0] - 1 if nseg is None else nseg
+    keys = key_array(sb.keys)
+    d_keys = cp.asarray(keys) if keys.size else cp.zeros(1, cp.int64)
+    return DeviceSparse(d_keys, cp.asarray(offsets), int(n), int(sb.slot_num), int(keys.size))
+
+
+def to_device(executor: Any, batch: Batch) -> DeviceBatch:
+    """A persistent device copy of ``batch`` (label and dense in float32, keys in int64) — for in-memory
+    data; ``executor`` is accepted for symmetry with the staging path and not used."""
+    cp = cupy()
+    label = cp.asarray(np.ascontiguousarray(batch.label, np.float32))
+    dense = cp.asarray(np.ascontiguousarray(batch.dense, np.float32))
+    sparse = []
+    for sb in batch.sparse:
+        check_sparse(sb, batch.n)
+        sparse.append(device_sparse(sb))
+    return DeviceBatch(int(batch.n), int(batch.size), label, dense, sparse)
+
+
+class _Slot:
+    """One pinned host buffer and its device twin, with the events that guard them."""
+
+    def __init__(self, cp: Any) -> None:
+        self.cp = cp
+        self.nbytes = 0
+        self.host: Any = None   # pinned memory
+        self.dev: Any = None    # device uint8 buffer
+        self.ready = cp.cuda.Event(disable_timing=True)
+        self.consumed = cp.cuda.Event(disable_timing=True)
+        self.used = False
+
+    def ensure(self, nbytes: int) -> None:
+        if nbytes > self.nbytes:
+            size = max(256, -(-int(nbytes * 1.25) // 256) * 256)
+            self.host = self.cp.cuda.alloc_pinned_memory(size)
+            self.dev = self.cp.empty(size, self.cp.uint8)
+            self.nbytes = size
+
+
+class Stager:
+    """Double-buffered (``depth`` slots) asynchronous host-to-device copies of host batches."""
+
+    def __init__(self, depth: int = 2) -> None:
+        cp = cupy()
+        self.cp = cp
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        self.slots = [_Slot(cp) for _ in range(max(1, depth))]
+        self.index = 0
+
+    def put(self, batch: Batch) -> DeviceBatch:
+        """Start the copies of ``batch`` into the next slot and return its DeviceBatch (not yet ready)."""
+        cp = self.cp
+        n = int(batch.n)
+        label = np.ascontiguousarray(batch.label, np.float32)
+        dense = np.ascontiguousarray(batch.dense, np.float32)
+        parts: list[tuple[str, np.ndarray]] = [("label", label.reshape(-1)), ("dense", dense.reshape(-1))]
+        for i, sb in enumerate(batch.sparse):
+            check_sparse(sb, n, str(i))
+            parts.append((f"keys{i}", np.asarray(sb.keys).reshape(-1)))
+            parts.append((f"offsets{i}", np.asarray(sb.row_offsets).reshape(-1)))
+        layout = []
+        total = 0
+        for name, arr in parts:
+            nbytes = arr.size * 8 if name.startswith(("keys", "offsets")) else arr.size * 4
+            layout.append((name, total, arr))
+            total += -(-max(nbytes, 8) // 256) * 256
+        slot = self.slots[self.index % len(self.slots)]
+        self.index += 1
+        if slot.used:
+            slot.consumed.synchronize()  # the step that read this slot has run
+        slot.ensure(total)
+        host = np.frombuffer(slot.host, np.uint8, slot.nbytes)
+        views: dict[str, Any] = {}
+        for name, off, arr in layout:
+            if name.startswith("keys"):
+                dst = host[off:off + arr.size * 8].view(np.int64)
+                if arr.dtype == np.uint64:
+                    dst[:] = arr.view(np.int64)
+                else:
+                    if arr.dtype.kind not in "iu":
+                        raise ValueError(f"keys must be an integer array, got dtype {arr.dtype}")
+                    np.copyto(dst, arr, casting="unsafe")
+                count = arr.size
+            elif name.startswith("offsets"):
+                dst = host[off:off + arr.size * 8].view(np.int64)
+                np.copyto(dst, arr, casting="unsafe")
+                count = arr.size
+            else:
+                dst = host[off:off + arr.size * 4].view(np.float32)
+                dst[:] = arr
+                count = arr.size
+            itemsize = 8 if name.startswith(("keys", "offsets")) else 4
+            dtype = cp.int64 if itemsize == 8 else cp.float32
+            views[name] = cp.ndarray((max(count, 1),), dtype, memptr=slot.dev.data + off)
+        with self.stream:
+            cp.cuda.runtime.memcpyAsync(slot.dev.data.ptr, slot.host.ptr, total, H2D, self.stream.ptr)
+            slot.ready.record(self.stream)
+        slot.used = True
+        sparse = []
+        for i, sb in enumerate(batch.sparse):
+            nkeys = int(np.asarray(sb.keys).size)
+            sparse.append(DeviceSparse(views[f"keys{i}"], views[f"offsets{i}"], n * sb.slot_num, int(sb.slot_num),
+                                       nkeys))
+        return DeviceBatch(n, int(batch.size), views["label"][:label.size].reshape(label.shape),
+                           views["dense"][:dense.size].reshape(dense.shape), sparse, slot.ready, slot.consumed)
