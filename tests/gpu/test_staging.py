@@ -1,0 +1,95 @@
+"""Batches to the device: key conversion and CSR checks (no GPU needed), then on the GPU the Stager's pinned
+double buffers: every array arrives intact, and a slot is not refilled before the work reading it ran,
+even when that work is still queued behind a slow kernel when the next batches are put."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hgc.runtime.cuda.staging import check_sparse, key_array
+from hgc.runtime.data.batch import Batch, SparseBatch
+
+
+def test_keys_become_int64_values_and_uint64_keeps_its_bits() -> None:
+    assert key_array(np.array([3, 7], np.uint32)).dtype == np.int64
+    assert key_array(np.array([2**32 - 1], np.uint32))[0] == 2**32 - 1
+    big = np.array([2**63 + 5], np.uint64)
+    assert key_array(big)[0] == np.array(big).view(np.int64)[0]
+    with pytest.raises(ValueError, match="integer"):
+        key_array(np.array([1.5]))
+
+
+def test_csr_rules() -> None:
+    ok = SparseBatch(np.array([0, 1, 3, 3, 4], np.int64), np.arange(4, dtype=np.int64), 2)
+    check_sparse(ok, 2)
+    with pytest.raises(ValueError, match="n·slot_num"):
+        check_sparse(ok, 3)
+    with pytest.raises(ValueError, match="ends at"):
+        check_sparse(SparseBatch(np.array([0, 1, 3, 3, 5], np.int64), np.arange(4, dtype=np.int64), 2), 2)
+
+
+def host_batch(n: int, seed: int, key_dtype: type = np.uint32) -> Batch:
+    r = np.random.default_rng(seed)
+    nnz = r.integers(0, 4, n * 3)
+    offsets = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+    keys = r.integers(0, 2**31, int(offsets[-1])).astype(key_dtype)
+    one_hot = SparseBatch(np.arange(n * 2 + 1, dtype=np.int64), r.integers(0, 50, n * 2).astype(key_dtype), 2)
+    return Batch(n, (r.random((n, 2)) < 0.5).astype(np.float32), r.uniform(-1, 1, (n, 5)).astype(np.float32),
+                 [SparseBatch(offsets, keys, 3), one_hot])
+
+
+SLOW = r"""
+extern "C" __global__ void slow_copy(const float* src, float* dst, long long n, long long spins) {
+  for (long long k = 0; k < spins; ++k) __nanosleep(1000);
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+"""
+
+
+@pytest.mark.gpu
+def test_stager_copies_every_array() -> None:
+    from tests.gpu._util import gpu
+
+    cp = gpu()
+    from hgc.runtime.cuda.staging import Stager
+
+    st = Stager(depth=2)
+    s = cp.cuda.Stream()
+    for i, kdt in enumerate((np.uint32, np.int64, np.uint32, np.int64, np.uint32)):
+        b = host_batch(17 + 4 * i, seed=i, key_dtype=kdt)
+        db = st.put(b)
+        with s:
+            db.wait(s)
+            got = (db.label.copy(), db.dense.copy(), [(x.keys[:x.nkeys].copy(), x.offsets.copy()) for x in db.sparse])
+            db.release(s)
+        s.synchronize()
+        assert np.array_equal(cp.asnumpy(got[0]), b.label) and np.array_equal(cp.asnumpy(got[1]), b.dense)
+        for (k, o), sb in zip(got[2], b.sparse):
+            assert np.array_equal(cp.asnumpy(k), sb.keys.astype(np.int64))
+            assert np.array_equal(cp.asnumpy(o), sb.row_offsets)
+        assert [x.nseg for x in db.sparse] == [b.n * 3, b.n * 2]
+
+
+@pytest.mark.gpu
+def test_a_slot_waits_for_the_step_that_reads_it() -> None:
+    from tests.gpu._util import gpu
+
+    cp = gpu()
+    from hgc.runtime.cuda.staging import Stager
+
+    kernel = cp.RawKernel(SLOW, "slow_copy")
+    st = Stager(depth=2)
+    s = cp.cuda.Stream(non_blocking=True)
+    batches = [host_batch(301, seed=10 + i) for i in range(6)]
+    outs = []
+    for b in batches:
+        db = st.put(b)  # the third put reuses the first slot: it must wait for the slow reader below
+        out = cp.empty(db.label.size, cp.float32)
+        with s:
+            db.wait(s)
+            kernel((1,), (128,), (db.label, out, np.int64(out.size), np.int64(20_000)))  # ~20 ms
+            db.release(s)
+        outs.append(out)
+    s.synchronize()
+    for b, out in zip(batches, outs):
+        assert np.array_equal(cp.asnumpy(out), b.label.reshape(-1))
