@@ -27,6 +27,7 @@ def run_config(solver: Solver, reader: DataReaderParams | None, opt: OptParamsPy
         use_mixed_precision=s.use_mixed_precision, enable_tf32_compute=s.enable_tf32_compute, scaler=s.scaler,
         metrics_spec=tuple((m.name, float(v)) for m, v in sorted(s.metrics_spec.items(), key=lambda kv: kv[0].value)),
         i64_input_key=s.i64_input_key, vvgpu=tuple(tuple(g) for g in s.vvgpu), use_cuda_graph=s.use_cuda_graph,
+        num_iterations_statistics=getattr(s, "num_iterations_statistics", 20),
         drop_incomplete_batch=s.drop_incomplete_batch, gen_loss_summary=s.gen_loss_summary,
         optimizer=dict(opt.to_attrs()), reader=reader_config(reader) if reader else ReaderConfig(),
         target=target)
@@ -61,6 +62,7 @@ def session_run_config(session: Any, target: str) -> RunConfig:
         enable_tf32_compute=s.enable_tf32_compute, scaler=s.scaler,
         metrics_spec=tuple((m.name, float(v)) for m, v in sorted(s.metrics_spec.items(), key=lambda kv: kv[0].value)),
         i64_input_key=s.i64_input_key, vvgpu=tuple(tuple(g) for g in s.vvgpu), use_cuda_graph=s.use_cuda_graph,
+        num_iterations_statistics=getattr(s, "num_iterations_statistics", 20),
         optimizer=opt, reader=reader, target=target)
 
 

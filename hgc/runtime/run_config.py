@@ -43,6 +43,7 @@ class RunConfig:
     i64_input_key: bool = False
     vvgpu: tuple[tuple[int, ...], ...] = ((0,),)
     use_cuda_graph: bool = True
+    num_iterations_statistics: int = 20  # hybrid embedding: batches counted before the split
     drop_incomplete_batch: bool = True
     gen_loss_summary: bool = True
     optimizer: dict[str, Any] = field(default_factory=lambda: {"optimizer_type": "Adam", "update_type": "Global"})
