@@ -4,11 +4,19 @@ The model comes from a HugeCTR training script (run up to ``Model.compile()`` wi
 ``hgc.config.config.compile_only`` set, so nothing trains) or from a graph JSON file (``graph_to_json``
 output, or a 2.x JSON model configuration whose ``solver`` section then gives GPUs, batch size and
 mixed precision). ``--dump-dir`` writes the IR and DOT after every pass and ``placement.txt``.
+
+With ``--target cuda`` the optimized graph is lowered to an ExecutablePlan and every kernel module is
+rendered: ``--dump-dir`` then also holds ``plan.txt`` and ``kernels/<module>.cu`` (each with its provenance
+header). ``-v`` compiles the modules for sm_90 (nvcc when on PATH, else NVRTC; no GPU needed) and prints each
+kernel's registers, shared memory, stack and spills, writing ``kernels/<module>.ptx`` beside the sources;
+with neither compiler it reads what CuPy reports on a visible GPU. Arguments after ``--`` go to the script
+(its ``sys.argv[1:]``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import runpy
 import sys
 from dataclasses import replace
@@ -17,7 +25,7 @@ from typing import Any
 
 from hgc.errors import HgcError, NotBuiltError
 from hgc.ir.graph import Graph
-from hgc.passes.context import PassContext
+from hgc.passes.context import PassContext, PipelineResult
 from hgc.passes.pipeline import format_pass_table, pass_names, resolve_pass, run_pipeline
 
 TARGETS = ("cuda", "cpu")
@@ -29,28 +37,24 @@ def register(subparsers: Any) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="SCRIPT.py|GRAPH.json", help="a HugeCTR training script or a graph JSON file")
     p.add_argument("--dump-dir", type=Path, default=None,
-                   help="write NNN_<Pass>.ir.txt / .dot after every pass and placement.txt here")
+                   help="write NNN_<Pass>.ir.txt / .dot after every pass and placement.txt here (and, "
+                        "for the cuda target, plan.txt and kernels/*.cu)")
     p.add_argument("--target", choices=TARGETS, default=None,
                    help="code generation target (default: HGC_TARGET, else cuda when a GPU is visible, else cpu)")
     p.add_argument("--disable-pass", action="append", default=[], metavar="PASS",
                    help=f"skip a pass (repeatable); passes: {', '.join(pass_names())}")
     p.add_argument("--stop-after", default=None, metavar="PASS", help="stop the pipeline after this pass")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="also print the placement plan and the final IR; show tracebacks on errors")
-    p.set_defaults(func=main)
+                   help="also print the placement plan and the final IR, and (cuda) each kernel's registers / "
+                        "shared memory / spills; show tracebacks on errors")
+    p.set_defaults(func=main, script_args=[])  # hgc.cli.main fills script_args from what follows '--'
 
 
 def default_target() -> str:
-    from hgc.config import config
+    """HGC_TARGET when it names a target, else cuda when CuPy sees a GPU, else cpu."""
+    from hgc.frontend.target import active_target
 
-    if config.target in TARGETS:
-        return config.target
-    try:
-        import cupy  # the cuda target needs CuPy and a visible GPU
-
-        return "cuda" if cupy.cuda.runtime.getDeviceCount() > 0 else "cpu"
-    except (ImportError, RuntimeError, OSError):  # no CuPy, no driver, no device: no GPU here
-        return "cpu"
+    return active_target()
 
 
 def _options(args: argparse.Namespace, ctx: PassContext, dump_dir: Path | None) -> PassContext:
@@ -77,13 +81,13 @@ def _json_models(path: Path) -> list[tuple[str, Graph, PassContext]]:
     return [(str(graph.meta.get("model_name") or path.stem), graph, PassContext())]
 
 
-def _script_models(path: Path) -> list[tuple[str, Graph, PassContext]]:
+def script_models(path: Path, script_args: list[str] | None = None) -> list[tuple[str, Graph, PassContext]]:
     from hgc.config import config
     from hgc.frontend import model as frontend_model
 
     before = len(frontend_model.COMPILED_MODELS)
     argv, syspath = sys.argv, list(sys.path)
-    sys.argv = [str(path)]
+    sys.argv = [str(path), *(script_args or [])]
     sys.path.insert(0, str(path.resolve().parent))  # as `python SCRIPT.py` does: the script's own imports
     try:
         with config.patch(compile_only=True):
@@ -111,10 +115,13 @@ def compile_models(args: argparse.Namespace) -> int:
     if path.suffix == ".json":
         models = _json_models(path)
     elif path.suffix == ".py":
-        models = _script_models(path)
+        models = script_models(path, args.script_args)
     else:
         raise ValueError(f"model = '{path}' is not allowed: give a training script (.py) or a graph JSON (.json)")
+    if args.script_args and path.suffix != ".py":
+        raise ValueError(f"script arguments {args.script_args} given, but '{path}' is not a script")
     args.target = args.target or default_target()
+    status = 0
     for name, graph, base in models:
         dump = None
         if args.dump_dir is not None:
@@ -132,10 +139,92 @@ def compile_models(args: argparse.Namespace) -> int:
                 print(format_placement(result.plans["placement"]), end="")
             print(print_graph(result.graph), end="")
         if ctx.target == "cuda":
-            print(NotBuiltError("CUDA kernel generation (kernels/*.cu)", "hgc compile --target cuda"))
+            status = max(status, emit_kernels(result, dump, args.verbose))
         if dump is not None:
             print(f"artifacts written to {dump}")
+    return status
+
+
+def emit_kernels(result: PipelineResult, dump: Path | None, verbose: bool) -> int:
+    """Lower ``result`` and render its kernel modules (written under ``dump/kernels`` when dumping); with
+    ``verbose`` compile them and print the resource table. Returns 1 when the plan cannot be built."""
+    from hgc.codegen.emit import write_kernels
+    from hgc.codegen.lower import kernel_sources, lower
+
+    try:
+        plan = lower(result.graph, result.plans, passes=[r.name for r in result.records])
+    except NotBuiltError as e:
+        print(f"kernels: not generated: {e}")
+        return 1
+    if dump is not None:
+        modules = write_kernels(plan, dump, compile_for=None)
+        sources = {m.name: m.path.read_text() for m in modules}
+        print(f"kernels: {len(modules)} module(s) written to {dump / 'kernels'}: "
+              f"{', '.join(m.name for m in modules)}")
+    else:
+        sources = kernel_sources(plan)
+        print(f"kernels: {len(sources)} module(s): {', '.join(sources)} (--dump-dir writes them)")
+    if verbose:
+        print(kernel_resources(sources, dump / "kernels" if dump is not None else None))
     return 0
+
+
+def kernel_resources(sources: dict[str, str], ptx_dir: Path | None = None) -> str:
+    """The resource table of the kernel modules ``sources`` (module name → CUDA source), compiled for sm_90
+    by nvcc (on PATH) or NVRTC, else read from CuPy on a visible GPU; a one-line note when neither works.
+    With ``ptx_dir`` an ahead-of-time compile writes ``<module>.ptx`` there."""
+    from hgc.codegen import nvrtc
+    from hgc.codegen.emit import EmittedModule, resource_table
+
+    compiler = "nvcc" if nvrtc.nvcc_path() else nvrtc.available()
+    modules: list[EmittedModule] = []
+    if compiler is not None:
+        version = ".".join(map(str, nvrtc.nvrtc_version() or ()))
+        label = "ptxas via nvcc" if compiler == "nvcc" else f"ptxas via NVRTC {version}".strip()
+        for name, src in sources.items():
+            res = nvrtc.compile_source(src, name, nvrtc.DEFAULT_ARCH, compiler=compiler)
+            if ptx_dir is not None:
+                tmp = ptx_dir / f"{name}.ptx.tmp"
+                tmp.write_text(res.ptx)
+                tmp.replace(ptx_dir / f"{name}.ptx")
+            modules.append(EmittedModule(name, ptx_dir / f"{name}.cu" if ptx_dir else Path(f"{name}.cu"),
+                                         res.resources))
+        return f"kernel resources ({label}, {nvrtc.DEFAULT_ARCH}):\n{resource_table(modules)}"
+    gpu = _cupy_resources(sources)
+    if gpu is None:
+        return "kernel resources: not available (no nvcc/ptxas, no NVRTC and no GPU here)"
+    device, modules = gpu
+    return (f"kernel resources (CuPy function attributes on {device}; spills not reported):\n"
+            f"{resource_table(modules)}")
+
+
+_GLOBAL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(')
+
+
+def _cupy_resources(sources: dict[str, str]) -> tuple[str, list[Any]] | None:
+    """(device name, modules with resources) from CuPy's function attributes, or None without a GPU."""
+    from hgc.codegen.emit import EmittedModule
+    from hgc.codegen.nvrtc import KernelResources, raw_module
+    from hgc.frontend.target import gpu_visible
+
+    if not gpu_visible():
+        return None
+    from hgc.codegen.nvrtc import import_cupy
+
+    cp: Any = import_cupy()
+    device = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"]
+    device = device.decode() if isinstance(device, bytes) else str(device)
+    modules = []
+    for name, src in sources.items():
+        functions = tuple(_GLOBAL.findall(src))
+        module: Any = raw_module(src, name, functions)
+        res = {}
+        for fn in functions:
+            k = module.get_function(fn)
+            res[fn] = KernelResources(registers=int(k.num_regs), smem=int(k.shared_size_bytes),
+                                      stack=int(k.local_size_bytes))
+        modules.append(EmittedModule(name, Path(f"{name}.cu"), res))
+    return device, modules
 
 
 def main(args: argparse.Namespace) -> int:

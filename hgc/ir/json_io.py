@@ -162,6 +162,9 @@ def read_optimizer(block: Any, path: str = "optimizer") -> tuple[Attrs, dict[str
     update = _get(block, "update_type", path, "Global")
     if update not in UPDATE_TYPES:
         raise _Bad(f"{path}.update_type", f"must be one of {list(UPDATE_TYPES)}, got {json.dumps(update)}")
+    if update == "LazyGlobal" and kind != "Adam":
+        raise _Bad(f"{path}.update_type", f'"LazyGlobal" works only with the Adam optimizer, got type '
+                                          f"{json.dumps(kind)}")
     key, fields = HPARAMS[kind]
     hp = _get(block, key, path, {})
     if not isinstance(hp, Mapping):

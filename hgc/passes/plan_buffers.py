@@ -5,7 +5,11 @@ backwards in reverse, node i at step 2n - 1 - i. Two kinds of tensor live in buf
 
 * the activation of a tensor t written by node p lives from step p until the backward of its last
   reader in backward order (the reader earliest in graph order), because backward reads its inputs.
-  A tensor nobody reads (a loss value, an unused alias) lives until its producer's backward;
+  A tensor nobody reads (a loss value, an unused alias) lives until its producer's backward, and so
+  does an output the producer's own backward reads (:func:`own_backward_reads`: the output of a
+  FusedInnerProduct with ReLU, whose mask the backward applies; every member output of a
+  GroupFusedInnerProduct; a Softmax output; the first output of a two-output Interaction, which the
+  second aliases);
 * the gradient of t lives from the backward of its first reader in backward order (the reader latest
   in graph order) until the backward of its producer, which consumes it. Gradients exist for floating
   tensors that some node reads, except those the Input writes (labels and dense features are data).
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from math import prod
 
 from hgc.ir.graph import Graph
+from hgc.ir.node import Node
 from hgc.passes._kinds import is_input
 from hgc.passes.context import PassContext, PassResult
 
@@ -78,6 +83,17 @@ def per_gpu_batch(ctx: PassContext) -> int:
     return ctx.batchsize // g
 
 
+def own_backward_reads(node: Node) -> tuple[str, ...]:
+    """The outputs of ``node`` that its own backward reads (so they must outlive all their readers)."""
+    if node.op == "FusedInnerProduct":
+        return node.outputs if node.attrs.get("act_type") == "Relu" else ()
+    if node.op == "GroupFusedInnerProduct":
+        return node.outputs  # each member's dW reads the previous member's output; ReLU masks read their own
+    if node.op == "Softmax" or (node.op == "Interaction" and len(node.outputs) > 1):
+        return node.outputs[:1]
+    return ()
+
+
 def intervals(graph: Graph, batch: int) -> list[tuple[str, str, int, int, int]]:
     """(tensor, kind, start, end, bytes) for every tensor that takes a buffer, in graph order."""
     nodes = graph.nodes()
@@ -92,13 +108,14 @@ def intervals(graph: Graph, batch: int) -> list[tuple[str, str, int, int, int]]:
         if is_input(nd):
             continue
         p = pos[nd.name]
+        own = own_backward_reads(nd)
         for t, ty in zip(nd.outputs, nd.types):
             if ty.sparse or ty.dtype not in ITEMSIZE:
                 continue
             size = prod(ty.concrete(batch)) * ITEMSIZE[ty.dtype]
             rs = readers.get(t, [])
             back = 2 * n - 1
-            out.append((t, "activation", p, back - min(rs) if rs else back - p, size))
+            out.append((t, "activation", p, back - min(rs) if rs and t not in own else back - p, size))
             if rs:
                 out.append((t, "gradient", back - max(rs), back - p, size))
     return out

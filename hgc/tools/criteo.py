@@ -55,6 +55,9 @@ CAT_NAN = "80000000"
 CROSS_PAIRS = (("C1", "C2"), ("C3", "C4"))
 SPLITS = ("train", "val", "test")
 BLOCK_BYTES = 16 << 20
+#: Per-batch counts are merged once they hold this many entries (and 4x the merged table): memory stays
+#: bounded by the vocabularies, not by the input.
+MERGE_ROWS = 1 << 20
 
 
 @dataclass
@@ -199,7 +202,7 @@ class _Counts:
         vc = pc.value_counts(arr)
         self.parts.append(vc)
         self.size += len(vc)
-        if self.size > max(1 << 20, 4 * (0 if self.merged is None else self.merged.num_rows)):
+        if self.size > max(MERGE_ROWS, 4 * (0 if self.merged is None else self.merged.num_rows)):
             self._merge()
 
     def _merge(self) -> None:
@@ -232,7 +235,7 @@ class _Distinct:
         t = pa.table({"a": a, "b": b}).group_by(["a", "b"]).aggregate([])
         self.parts.append(t)
         self.rows += t.num_rows
-        if self.rows > max(1 << 20, 4 * (0 if self.merged is None else self.merged.num_rows)):
+        if self.rows > max(MERGE_ROWS, 4 * (0 if self.merged is None else self.merged.num_rows)):
             self._merge()
 
     def _merge(self) -> None:

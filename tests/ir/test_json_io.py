@@ -332,6 +332,12 @@ def error(source: Any, cls: type[Exception] = GraphError) -> str:
      ["layer 2", "'optimizer.type' must be one of", '"Adamax"']),
     (lambda d: d["layers"][2].update(optimizer={"type": "Adam", "update_type": "Sometimes"}),
      ["layer 2", "'optimizer.update_type' must be one of"]),
+    (lambda d: d["layers"][2].update(optimizer={"type": "MomentumSGD", "update_type": "LazyGlobal"}),
+     ["layer 2", "'optimizer.update_type' \"LazyGlobal\" works only with the Adam optimizer, got type "
+      "\"MomentumSGD\""]),
+    (lambda d: d["optimizer"].update(type="SGD", update_type="LazyGlobal"),
+     ["<dict>: key 'optimizer.update_type' \"LazyGlobal\" works only with the Adam optimizer, "
+      "got type \"SGD\""]),
     (lambda d: d["layers"][2].update(optimizer={"type": "Adam", "adam_hparam": {"beta1": "x"}}),
      ["layer 2", "'optimizer.adam_hparam.beta1' must be a number"]),
     (lambda d: d["optimizer"].pop("type"), ["<dict>: key 'optimizer.type' is missing"]),

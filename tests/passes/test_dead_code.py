@@ -35,3 +35,27 @@ def test_nothing_dead_and_no_loss_leave_the_graph_alone():
     add_node(g, "InnerProduct", ["dense"], ["pred"], {"num_output": 1})  # an inference graph
     r = dead_code.run(g, PassContext())
     assert not r.changed and r.stats == {"removed": 0, "no_loss": 1} and len(r.graph) == 2
+
+
+def test_removing_dead_branches_leaves_loss_and_gradients_unchanged():
+    import numpy as np
+
+    from tests.passes._graphs import evaluate, random_weights, rel_err
+
+    g = with_input(dense_dim=7)
+    last = mlp(g, "dense", [5, 3])
+    add_node(g, "InnerProduct", [last], ["pred"], {"num_output": 1})
+    add_node(g, "BinaryCrossEntropyLoss", ["pred", "label"], ["loss"])
+    add_node(g, "InnerProduct", ["relu_fc1"], ["probe"], {"num_output": 4})  # off a live tensor, to no loss
+    add_node(g, "Sigmoid", ["probe"], ["probe_sig"])
+    r = dead_code.run(g, PassContext())
+    assert r.stats == {"removed": 2}
+    rng = np.random.default_rng(11)
+    weights = random_weights(g, rng)
+    feeds = {"label": (rng.random((9, 1)) < 0.5).astype(np.float64), "dense": rng.uniform(-1, 1, (9, 7))}
+    before, g_before = evaluate(g, feeds, weights, {"loss": np.ones((1, 1))})
+    kept = {k: v for k, v in weights.items() if k in r.graph}
+    after, g_after = evaluate(r.graph, feeds, kept, {"loss": np.ones((1, 1))})
+    assert rel_err(after["loss"], before["loss"]) == 0.0
+    for t in ("dense", "relu_fc1", "pred"):
+        assert rel_err(g_after[t], g_before[t]) < 1e-15, t

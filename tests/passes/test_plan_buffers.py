@@ -6,7 +6,7 @@ import pytest
 from hgc.ir.build import add_node
 from hgc.passes import plan_buffers
 from hgc.passes.context import PassContext
-from tests.passes._graphs import mlp, with_input
+from tests.passes._graphs import embedding, mlp, with_input
 
 
 def chain():
@@ -84,3 +84,32 @@ def test_buffers_never_hold_two_live_tensors(seed):
 def test_batch_must_split_over_the_gpus():
     with pytest.raises(ValueError, match=r"batchsize = 7 .* 2 GPUs"):
         run(chain(), batchsize=7)
+
+
+def test_outputs_read_by_their_own_backward_live_until_it():
+    # FusedInnerProduct with ReLU, Softmax, a group of two, a two-output Interaction whose alias feeds on
+    g = with_input(dense_dim=6, sparse=[("keys", 3, 1)])
+    embedding(g, "DistributedSlotSparseEmbeddingHash", "keys", "emb", 4, workspace=1)
+    add_node(g, "FusedInnerProduct", ["dense"], ["fc1"], {"num_output": 5, "act_type": "Relu"})
+    add_node(g, "InnerProduct", ["fc1"], ["fc1n"], {"num_output": 5})
+    add_node(g, "Softmax", ["fc1n"], ["sm"])
+    add_node(g, "GroupFusedInnerProduct", ["sm"], ["m1", "m2"],
+             {"num_outputs": (7, 4), "activations": ("Relu", "Relu")})
+    add_node(g, "Interaction", ["m2", "emb"], ["inter", "inter_buf"], {"num_tops": 2})
+    add_node(g, "InnerProduct", ["inter_buf"], ["top"], {"num_output": 3})
+    add_node(g, "InnerProduct", ["top"], ["logit"], {"num_output": 1})
+    add_node(g, "BinaryCrossEntropyLoss", ["logit", "label"], ["loss"])
+    plan, _ = run(g, batchsize=4, vvgpu=((0,),))
+    nodes = g.nodes()
+    back = 2 * len(nodes) - 1
+    pos = {n.name: i for i, n in enumerate(nodes)}
+    producer = {t: n.name for n in nodes for t in n.outputs}
+    life = {lt.tensor: (lt.start, lt.end) for lt in plan.lifetimes if lt.kind == "activation"}
+    for t in ("fc1", "sm", "m1", "m2", "inter"):  # their producers' backwards read them
+        assert life[t] == (pos[producer[t]], back - pos[producer[t]]), t
+    first_reader = {t: min(pos[n.name] for n in nodes if t in n.inputs) for t in ("fc1n", "top", "emb")}
+    for t, r in first_reader.items():  # the others end at their first reader's backward, as before
+        assert life[t][1] == back - r, t
+    for a, b in itertools.combinations(plan.lifetimes, 2):  # sharing still never overlaps
+        if a.buffer == b.buffer:
+            assert a.end < b.start or b.end < a.start, (a, b)

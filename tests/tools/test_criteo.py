@@ -212,3 +212,52 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="to='csv'"):
         convert_criteo(tmp_path / "in.tsv", tmp_path / "o", "csv")
     assert len(rows) == 20
+
+
+def _peak_while_streaming(tmp_path, monkeypatch, rows, to):
+    """Largest Arrow + NumPy memory in use at any batch boundary while converting ``rows`` rows."""
+    import tracemalloc
+
+    import pyarrow as pa
+
+    _tsv(tmp_path / f"in{rows}.tsv", rows, seed=3)
+    inner = criteo._Input.batches
+    peak = [0, 0]
+
+    def sampled(self, desc):
+        for item in inner(self, desc):
+            peak[0] = max(peak[0], pa.total_allocated_bytes() + tracemalloc.get_traced_memory()[0])
+            peak[1] += 1
+            yield item
+
+    monkeypatch.setattr(criteo._Input, "batches", sampled)
+    monkeypatch.setattr(criteo, "BLOCK_BYTES", 16384)
+    monkeypatch.setattr(criteo, "MERGE_ROWS", 512)  # merge the per-batch counts as the real sizes would
+    tracemalloc.start()
+    try:
+        # Parquet buffers up to a file's rows before writing it: small files keep that bounded too
+        res = convert_criteo(tmp_path / f"in{rows}.tsv", tmp_path / f"out{rows}", to, split=(0.8, 0.2),
+                             samples_per_file=500 if to == "parquet" else None, progress=False)
+    finally:
+        tracemalloc.stop()
+    assert sum(res.num_samples.values()) == rows
+    return peak[0], peak[1]
+
+
+@pytest.mark.parametrize("to", ["raw", "parquet"])
+def test_memory_stays_bounded_as_the_input_grows(tmp_path, monkeypatch, to):
+    # the keys come from 30 values per column, so what the conversion must remember does not grow with rows
+    small, batches_small = _peak_while_streaming(tmp_path, monkeypatch, 2000, to)
+    large, batches_large = _peak_while_streaming(tmp_path, monkeypatch, 8000, to)
+    assert batches_large > 3 * batches_small // 2 > 4  # both inputs were streamed in many small blocks
+    assert large < 1.5 * small + (1 << 20), (small, large)  # 4x the data, not 4x the memory
+
+
+def test_progress_bar_on_request(tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    _tsv(tmp_path / "in.tsv", 300)
+    convert_criteo(tmp_path / "in.tsv", tmp_path / "o", "raw", split=(0.8, 0.2), progress=True)
+    err = capsys.readouterr().err
+    assert "B/s" in err or "100%" in err, err
+    convert_criteo(tmp_path / "in.tsv", tmp_path / "o2", "raw", split=(0.8, 0.2), progress=False)
+    assert capsys.readouterr().err == ""

@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from hgc.ir.ops._shape_rules import dense
 from hgc.ir.registry import OpDef, RefContext, register
 from hgc.ir.types import TensorType
 
 
 def infer(attrs: Mapping[str, Any], xs: Sequence[TensorType]) -> list[TensorType]:
-    return [xs[0]]
+    dense(xs)  # a sparse key tensor has no activation
+    return [TensorType(xs[0].shape, xs[0].dtype)]
 
 
 def forward(ctx: RefContext, attrs: Mapping[str, Any], xs: list, ws: list) -> tuple[list, Any]:

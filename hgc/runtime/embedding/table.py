@@ -131,8 +131,10 @@ class EmbeddingTable:
         rows = self.hash.get_insert(sparse.keys)
         new = np.flatnonzero(rows >= before)
         if new.size:
-            seg = np.searchsorted(np.asarray(sparse.row_offsets, np.int64), new, side="right") - 1
-            self._row_slot[rows[new]] = (seg % sparse.slot_num).astype(np.uint64)
+            # a new key seen in several slots of the batch keeps the slot of its first occurrence (as on the GPU)
+            new_rows, first = np.unique(rows[new], return_index=True)
+            seg = np.searchsorted(np.asarray(sparse.row_offsets, np.int64), new[first], side="right") - 1
+            self._row_slot[new_rows] = (seg % sparse.slot_num).astype(np.uint64)
         return rows
 
     def forward(self, sparse: SparseBatch, training: bool) -> tuple[np.ndarray, Any]:

@@ -40,3 +40,35 @@ def test_default_init_is_truncated():
 def test_relu_grad():
     (x,) = random_inputs([(5, 9)])
     check_grad("ReLU", {}, [x])
+
+
+TRUNC = 0.8796256610  # std of N(0, 1) truncated to ±2
+
+
+@pytest.mark.parametrize("kind", ["Default", "Uniform", "XavierUniform", "XavierNorm", "Zero"])
+@pytest.mark.parametrize("op", ["InnerProduct", "FusedInnerProduct"])
+def test_every_initializer_follows_its_formula(kind, op):
+    n_in, n_out = 301, 257
+    attrs = {"num_output": n_out, "weight_init_type": kind, "bias_init_type": kind}
+    if op == "FusedInnerProduct":
+        attrs.update(pos_type="Non", act_type="Relu")
+    w, b = get_op(op).init(attrs, [TensorType((B, n_in))], np.random.default_rng(5))
+    assert w.shape == (n_in, n_out) and b.shape == (1, n_out) and w.dtype == b.dtype == np.float32
+    if kind == "Zero":
+        assert not w.any() and not b.any()
+        return
+    fan = n_in + n_out
+    # (uniform bound or None, normal sigma before truncation or None) for W and b (facts §1.5)
+    want = {"Default": ((None, np.sqrt(2 / fan) / TRUNC), (None, np.sqrt(1 / n_out))),
+            "Uniform": ((1 / fan, None), (1 / n_out, None)),
+            "XavierUniform": ((np.sqrt(6 / fan), None), (np.sqrt(6 / n_out), None)),
+            "XavierNorm": ((None, np.sqrt(2 / fan) / TRUNC), (None, np.sqrt(2 / n_out) / TRUNC))}[kind]
+    for x, (bound, sigma) in zip((w, b), want):
+        x = x.astype(np.float64).ravel()
+        assert abs(x.mean()) < 0.1 * x.std()
+        if bound is not None:
+            assert np.abs(x).max() <= bound and np.abs(x).max() > 0.95 * bound
+            assert abs(x.std() / (bound / np.sqrt(3)) - 1) < 0.1
+        else:  # truncated at 2 sigma (DESIGN.md §7), so the spread is sigma * 0.8796
+            assert np.abs(x).max() <= 2 * sigma + 1e-7 and np.abs(x).max() > 1.8 * sigma
+            assert abs(x.std() / (sigma * TRUNC) - 1) < 0.1

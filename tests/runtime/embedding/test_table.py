@@ -148,6 +148,21 @@ def test_one_hot_indexes_rows_by_key_plus_slot_offset() -> None:
         table.forward(SparseBatch(np.arange(3, dtype=np.int64), np.array([0, 0], np.int64), 2), True)
 
 
+def test_a_new_key_in_several_slots_keeps_the_slot_it_was_first_seen_in() -> None:
+    # 3 samples x 3 slots; key 7 first appears in slot 2 of sample 0, later in slots 0 and 1; key 5 first in
+    # slot 1 of sample 1 (after an empty slot 0), then slot 0 of sample 2
+    table = EmbeddingTable("emb", 3, 40, "sum", rng=np.random.default_rng(4))
+    nnz = np.array([[1, 0, 2], [0, 2, 1], [3, 1, 0]])
+    offsets = np.concatenate([[0], np.cumsum(nnz.reshape(-1))]).astype(np.int64)
+    keys = np.array([9, 11, 7, 5, 7, 13, 7, 5, 9, 7], np.int64)
+    table.forward(SparseBatch(offsets, keys, 3), True)
+    got = dict(zip(table.dump()[0].tolist(), table.slot_ids().tolist()))
+    assert got == {9: 0, 11: 2, 7: 2, 5: 1, 13: 2}
+    table.forward(SparseBatch(np.array([0, 1, 2, 3], np.int64), np.array([13, 17, 9], np.int64), 3), True)
+    got = dict(zip(table.dump()[0].tolist(), table.slot_ids().tolist()))
+    assert got[13] == 2 and got[17] == 1 and got[9] == 0  # known keys keep their slot; new ones get theirs
+
+
 def test_dump_and_load_round_trip_with_slot_ids() -> None:
     rng = np.random.default_rng(8)
     src = EmbeddingTable("emb", 4, 50, "sum", rng=rng)
