@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from hgc.errors import NotBuiltError
 from hgc.frontend._args import (
     REQUIRED,
     as_bool,
@@ -40,7 +39,6 @@ from hgc.frontend.enums import (
 
 Normaliser = Callable[[str, str, Any], Any]
 
-INFERENCE_RUNTIME = "the inference runtime"
 VOLATILE_TYPES = ("disabled", "hash_map", "parallel_hash_map", "multi_process_hash_map", "redis_cluster")
 PERSISTENT_TYPES = ("disabled", "rocks_db")
 CACHE_TYPES = ("dynamic", "static", "uvm")
@@ -270,8 +268,10 @@ class InferenceParams:
 
 
 class InferenceModel:
-    """Offline inference over Norm or Parquet data with a trained model: ``InferenceModel(model_config_path,
-    inference_params)``, where the configuration is the graph JSON of ``Model.graph_to_json``."""
+    """Offline inference over Norm or Parquet data (and, an hgc extension, Raw data) with a trained model:
+    ``InferenceModel(model_config_path, inference_params)``, where the configuration is the graph JSON of
+    ``Model.graph_to_json``. The model is deployed when constructed: the files are read and the parameter
+    server is filled (see :mod:`hgc.runtime.inference.runtime`)."""
 
     def __init__(self, model_config_path: str = REQUIRED, inference_params: InferenceParams = REQUIRED) -> None:
         w = "InferenceModel()"
@@ -295,10 +295,13 @@ class InferenceModel:
         if len(p.sparse_model_files) != len(tables):
             raise bad("InferenceParams()", "sparse_model_files", p.sparse_model_files,
                       f"needs one sparse model per embedding of {path} ({len(tables)}: {tables})")
+        from hgc.runtime.inference.runtime import InferenceRuntime
+
+        self._rt = InferenceRuntime(self.graph, p, path)
 
     def _runtime(self, where: str) -> Any:
         """The inference runtime (the only place it is reached)."""
-        raise NotBuiltError(INFERENCE_RUNTIME, f"InferenceModel.{where}()")
+        return self._rt
 
     def _data_args(self, where: str, num_batches: Any, source: Any, data_reader_type: Any, check_type: Any,
                    slot_size_array: Any, data_source_params: Any, reading_file_sequentially: Any) -> tuple:
@@ -307,11 +310,11 @@ class InferenceModel:
         n = as_int(where, "num_batches", num_batches, 1)
         src = as_str(where, "source", source, nonempty=True)
         kind = to_enum(DataReaderType_t, data_reader_type, "data_reader_type", where)
-        if kind not in (DataReaderType_t.Norm, DataReaderType_t.Parquet):
-            raise bad(where, "data_reader_type", data_reader_type,
-                      "must be DataReaderType_t.Norm or DataReaderType_t.Parquet")
         check = to_enum(Check_t, check_type, "check_type", where)
         sizes = as_int_list(where, "slot_size_array", [] if slot_size_array is None else slot_size_array, 1)
+        if kind is DataReaderType_t.Parquet and not sizes:
+            raise bad(where, "slot_size_array", sizes, "is required for Parquet data: the cardinality of every "
+                                                       "sparse slot (its keys are offset by the sizes before it)")
         dsp = as_data_source_params(where, "data_source_params", data_source_params)
         seq = as_bool(where, "reading_file_sequentially", reading_file_sequentially)
         if not getattr(dsp, "use_hdfs", False) and not os.path.isfile(src):
@@ -322,8 +325,9 @@ class InferenceModel:
                 data_reader_type: DataReaderType_t = REQUIRED, check_type: Check_t = REQUIRED,
                 slot_size_array: list[int] | None = None, data_source_params: Any = None,
                 reading_file_sequentially: bool = True) -> Any:
-        """Predictions for ``num_batches`` batches of ``max_batchsize`` samples of ``source`` (a file list),
-        as an array (max_batchsize·num_batches, label_dim) in dataset order (wrapping around at its end)."""
+        """Predictions for ``num_batches`` batches of ``max_batchsize`` samples of ``source`` (a file list;
+        for Raw data the .bin file), as a float32 array (max_batchsize·num_batches, label_dim) in dataset order
+        (wrapping around at its end)."""
         args = self._data_args("InferenceModel.predict()", num_batches, source, data_reader_type, check_type,
                                slot_size_array, data_source_params, reading_file_sequentially)
         return self._runtime("predict").predict(*args)

@@ -1,9 +1,9 @@
 import os
 
+import numpy as np
 import pytest
 
 import hgc
-from hgc.errors import NotBuiltError
 from hgc.inference import (
     InferenceModel,
     InferenceParams,
@@ -11,7 +11,6 @@ from hgc.inference import (
     UpdateSourceParams,
     VolatileDatabaseParams,
 )
-from tests.frontend.classic_models import wdl
 
 REQUIRED = {"model_name": "wdl", "max_batchsize": 64, "hit_rate_threshold": 0.5,
             "dense_model_file": "wdl_dense_0.model", "sparse_model_files": ["wdl0_sparse_0.model", "wdl1_sparse_0.model"],
@@ -99,45 +98,42 @@ def test_persistent_and_update_source_defaults():
         u.poll_timeout_ms = 0
 
 
-@pytest.fixture
-def deployed(tmp_path):
-    graph = tmp_path / "wdl.json"
-    wdl().graph_to_json(str(graph))
-    (tmp_path / "wdl_dense_0.model").write_bytes(b"\0" * 16)
-    for i in (0, 1):
-        (tmp_path / f"wdl{i}_sparse_0.model").mkdir()
-    (tmp_path / "file_list.txt").write_text("0\n")
-    params = InferenceParams(**{**REQUIRED, "dense_model_file": str(tmp_path / "wdl_dense_0.model"),
-                                "sparse_model_files": [str(tmp_path / f"wdl{i}_sparse_0.model") for i in (0, 1)]})
-    return str(graph), params, str(tmp_path / "file_list.txt")
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """A tiny model trained on the cpu target and saved (graph JSON, dense file, sparse folders)."""
+    from tests.runtime.inference.deploy import deploy_wdl, params
+
+    d = deploy_wdl(str(tmp_path_factory.mktemp("deployed")), steps=5)
+    return d.graph, params(d), d.source
 
 
-def test_inference_model_checks_then_names_the_missing_runtime(deployed):
+def test_inference_model_runs_and_checks_its_arguments(deployed):
     graph, params, source = deployed
     model = InferenceModel(graph, params)
     assert model.graph.node("data").outputs[0] == "label"
-    with pytest.raises(NotBuiltError, match=r"the inference runtime.*InferenceModel.predict\(\)"):
-        model.predict(2, source, hgc.DataReaderType_t.Norm, hgc.Check_t.Sum)
-    with pytest.raises(NotBuiltError, match="inference runtime"):
+    out = model.predict(2, source, hgc.DataReaderType_t.Norm, hgc.Check_t.Sum)
+    assert out.shape == (64, 1) and out.dtype == np.float32 and ((out > 0) & (out < 1)).all()
+    auc = model.evaluate(num_batches=3, source=source, data_reader_type="Norm", check_type=hgc.Check_t.Sum)
+    assert 0.0 <= auc <= 1.0
+    assert model.check_out_tensor("add").shape == (32, 1)
+    with pytest.raises(ValueError, match="'slot_size_array' = \\[\\] is not allowed: is required for Parquet"):
         model.evaluate(num_batches=2, source=source, data_reader_type=hgc.DataReaderType_t.Parquet,
-                       check_type=hgc.Check_t.Non, slot_size_array=[3, 4])
-    with pytest.raises(NotBuiltError, match="inference runtime"):
-        model.check_out_tensor("fc1")
-    with pytest.raises(ValueError, match="'data_reader_type' = .*Raw.*Norm or DataReaderType_t.Parquet"):
-        model.predict(2, source, hgc.DataReaderType_t.Raw, hgc.Check_t.Sum)
+                       check_type=hgc.Check_t.Non)
     with pytest.raises(ValueError, match="'num_batches' = 0"):
         model.predict(0, source, hgc.DataReaderType_t.Norm, hgc.Check_t.Sum)
     with pytest.raises(ValueError, match="'source' = 'missing.txt' .* no such file"):
         model.predict(1, "missing.txt", hgc.DataReaderType_t.Norm, hgc.Check_t.Sum)
     with pytest.raises(ValueError, match="'tensor_name' = 'fc9'"):
         model.check_out_tensor("fc9")
+    with pytest.raises(TypeError, match="'batches'"):
+        model.predict(num_batches=1, source=source, data_reader_type="Norm", check_type="Sum", batches=2)
 
 
 def test_inference_model_checks_files(deployed, tmp_path):
     graph, params, _ = deployed
     with pytest.raises(ValueError, match="'model_config_path' = .* no such file"):
         InferenceModel(str(tmp_path / "none.json"), params)
-    one = InferenceParams(**{**REQUIRED, "dense_model_file": params.dense_model_file,
+    one = InferenceParams(**{**REQUIRED, "model_name": "tiny_wdl", "dense_model_file": params.dense_model_file,
                              "sparse_model_files": params.sparse_model_files[:1]})
     with pytest.raises(ValueError, match=r"'sparse_model_files' .* one sparse model per embedding .*\(2"):
         InferenceModel(graph, one)
