@@ -5,8 +5,8 @@ Times (CUDA events, median of several runs) of: sorting and scanning DLRM's 1.7 
 the host cost of one small kernel launch from Python against one graph replay of many. Then checks that
 CuPy's stream capture records sort + scan + cuBLAS (through hgc's ctypes path) + a raw kernel into a graph
 whose replay, on new inputs, gives what eager execution gives (with a private memory pool for the graph's
-temporaries). Last, prototypes of two kernels owned elsewhere (interaction forward with padded shared
-memory rows, a 2-D bias-gradient reduction) timed against the current templates on DLRM's shapes.
+temporaries). (The interaction and bias-gradient prototypes once timed here now live in the templates;
+benchmarks/NOTES.md §3 has their numbers.)
 
     python benchmarks/micro.py [--keys 1703936] [--rows 26000000] [--dim 128]
 """
@@ -158,110 +158,6 @@ def capture_check(cp: Any) -> None:
     print(f"  private pool holds {pool.total_bytes() / 2**20:.1f} MiB after the capture", flush=True)
 
 
-PROPOSALS = r"""
-#include <cuda_fp16.h>
-#define D 128
-#define F 26
-#define N 27
-#define NP 351
-#define W 480
-#define DP 129
-__device__ __forceinline__ void pair_of(int p, int* i, int* j) {
-  int r = (int)((1.f + sqrtf(1.f + 8.f * (float)p)) * 0.5f);
-  while (r * (r - 1) / 2 > p) --r;
-  while ((r + 1) * r / 2 <= p) ++r;
-  *i = r;
-  *j = p - r * (r - 1) / 2;
-}
-// interaction.cu.j2's forward with the staged rows padded to D + 1 floats: the pair dot products of a warp
-// then read 32 different banks instead of one.
-extern "C" __global__ void inter_fwd_padded(const __half* __restrict__ x, const __half* __restrict__ e,
-                                            __half* __restrict__ y, long long batch) {
-  extern __shared__ float R[];
-  for (long long b = blockIdx.x; b < batch; b += gridDim.x) {
-    for (int t = threadIdx.x; t < N * D; t += blockDim.x) {
-      const int r = t / D, c = t % D;
-      R[r * DP + c] = r == 0 ? __half2float(x[b * D + c]) : __half2float(e[(b * F + r - 1) * D + c]);
-    }
-    __syncthreads();
-    __half* out = y + b * W;
-    for (int c = threadIdx.x; c < D; c += blockDim.x) out[c] = x[b * D + c];
-    for (int p = threadIdx.x; p < NP; p += blockDim.x) {
-      int i, j;
-      pair_of(p, &i, &j);
-      float s = 0.f;
-      for (int c = 0; c < D; ++c) s += R[i * DP + c] * R[j * DP + c];
-      out[D + p] = __float2half_rn(s);
-    }
-    if (threadIdx.x == 0) out[W - 1] = __float2half_rn(0.f);
-    __syncthreads();
-  }
-}
-// bias_act.cu.j2's bias gradient over a 2-D grid: blocks of (32 columns, `chunk` rows), one atomic add per
-// column per block (the current kernel gives a whole column range to one block: cols / 32 blocks in all).
-extern "C" __global__ void bias_grad_2d(const __half* __restrict__ g, float* __restrict__ db, long long rows,
-                                        int cols, long long chunk) {
-  __shared__ float part[8][33];
-  const int c = blockIdx.x * 32 + threadIdx.x;
-  const long long r0 = (long long)blockIdx.y * chunk;
-  const long long r1 = r0 + chunk < rows ? r0 + chunk : rows;
-  float s = 0.f;
-  if (c < cols) {
-    for (long long r = r0 + threadIdx.y; r < r1; r += 8) s += __half2float(g[r * cols + c]);
-  }
-  part[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < cols) {
-    float t = 0.f;
-    for (int k = 0; k < 8; ++k) t += part[k][threadIdx.x];
-    atomicAdd(&db[c], t);
-  }
-}
-"""
-
-
-def proposals(cp: Any, batch: int) -> None:
-    """The current interaction forward and bias gradient (fp16, DLRM shapes) against the two prototypes."""
-    from hgc.codegen.plan import KernelSpec, Params
-    from hgc.runtime.cuda.modules import module_for
-
-    mod = cp.RawModule(code=PROPOSALS, options=("-std=c++17",))
-    inter = module_for(KernelSpec("interaction", "m_inter", Params(dtype="float16", d=128, f=26)))
-    bias = module_for(KernelSpec("bias_act", "m_bias", Params(dtype="float16", act="Relu")))
-    x = (cp.random.random((batch, 128), dtype=cp.float32) - 0.5).astype(cp.float16)
-    e = (cp.random.random((batch, 26, 128), dtype=cp.float32) - 0.5).astype(cp.float16)
-    y0 = cp.empty((batch, 480), cp.float16)
-    y1 = cp.empty((batch, 480), cp.float16)
-    grid = (min(batch, 65535),)
-    f0 = inter.get_function("m_inter_fwd")
-    f1 = mod.get_function("inter_fwd_padded")
-    ms0 = timed(cp, lambda: f0(grid, (128,), (x, e, y0, np.int64(batch)), shared_mem=27 * 128 * 4))
-    ms1 = timed(cp, lambda: f1(grid, (128,), (x, e, y1, np.int64(batch)), shared_mem=27 * 129 * 4))
-    same = bool(cp.all(y0 == y1))
-    print(f"  interaction fwd fp16 {batch}x27x128: template {ms0:.3f} ms, padded rows {ms1:.3f} ms "
-          f"({'identical' if same else 'DIFFERENT'} outputs)", flush=True)
-    for cols in (1024, 512, 128):
-        g = (cp.random.random((batch, cols), dtype=cp.float32) - 0.5).astype(cp.float16)
-        d0 = cp.zeros(cols, cp.float32)
-        d1 = cp.zeros(cols, cp.float32)
-        b0 = bias.get_function("m_bias_bias_grad")
-        b1 = mod.get_function("bias_grad_2d")
-        chunk = 512
-        blocks = (-(-cols // 32), 1, 1)
-        grid2 = (blocks[0], -(-batch // chunk), 1)
-        args0 = (g, d0, np.int64(batch), np.int32(cols))
-        args1 = (g, d1, np.int64(batch), np.int32(cols), np.int64(chunk))
-        ms0 = timed(cp, lambda f=b0, grid=blocks, a=args0: f(grid, (32, 8, 1), a))
-        ms1 = timed(cp, lambda f=b1, grid=grid2, a=args1: f(grid, (32, 8, 1), a))
-        d0.fill(0)
-        d1.fill(0)
-        b0(blocks, (32, 8, 1), args0)
-        b1(grid2, (32, 8, 1), args1)
-        err = float(cp.abs(d0 - d1).max() / cp.abs(d0).max())
-        print(f"  bias grad fp16 {batch}x{cols}: template {ms0:.3f} ms, 2-D grid {ms1:.3f} ms "
-              f"(relative difference {err:.1e})", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=65536 * 26)
@@ -271,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     cp = cupy()
     print(f"micro-benchmarks, {a.keys} keys over {a.rows} rows of {a.dim}:", flush=True)
     for what, fn in (("pieces", lambda: pieces(cp, a.keys, a.rows, a.dim)), ("launch", lambda: launch_overhead(cp)),
-                     ("capture", lambda: capture_check(cp)), ("proposals", lambda: proposals(cp, 65536))):
+                     ("capture", lambda: capture_check(cp))):
         try:
             fn()
         except Exception:  # noqa: BLE001  (report and go on)

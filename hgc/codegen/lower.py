@@ -4,8 +4,11 @@ Per node, in graph order, the forward operations; then, in reverse order, the ba
 node some gradient reaches; then the optimizer steps. What each op becomes:
 
 * FC family (InnerProduct, FusedInnerProduct, GroupFusedInnerProduct): cuBLAS GEMMs with the ``bias_act``
-  epilogue (bias + ReLU) fused after the forward GEMM; backward: dReLU in place on the output gradient,
-  the bias gradient as a column reduction, dW and dx as GEMMs.
+  epilogue (bias + ReLU) fused after the forward GEMM; backward: the bias gradient as a column reduction
+  whose pass over the output gradient also applies dReLU in place, then dW and dx as GEMMs.
+* Column reductions (bias and weight gradients of FC, MultiCross, WeightMultiply): two launches, partial
+  sums per row chunk into a scratch view, then a fixed-order sum per column added into the weight
+  gradient (:meth:`_Lowering.column_sum`): fast at any width, and bit-for-bit reproducible (no atomics).
 * MultiCross v1: ``multi_cross`` row kernels; v2: GEMMs plus ``multi_cross`` elementwise kernels.
 * MatrixMultiply: :class:`StridedGemm` calls (one batched GEMM per product and gradient). GRU: the input
   projections of all steps as one GEMM, then per step a GEMM with the recurrent weights and the ``gru``
@@ -140,6 +143,36 @@ def columns_launch(cols: int) -> LaunchConfig:
 
 SINGLE_BLOCK = LaunchConfig((1024, 1, 1), Extent.const(1), 1, 1)
 
+#: Two-stage column reductions (bias and weight gradients; the prelude's ``col_partials``/``col_finish``):
+#: about this many blocks of (32, 8) threads in stage 1 at the plan's batch, at least this many rows per
+#: chunk, at most this many chunks (the partial sums are chunks x columns float32 values).
+COLUMN_BLOCKS = 4096
+COLUMN_MIN_ROWS = 64
+COLUMN_MAX_PARTS = 256
+
+
+def column_parts(rows: int, cols: int) -> int:
+    """Row chunks (stage 1's grid y) of a column reduction of ``rows`` x ``cols`` values.
+
+    Enough blocks to fill the GPU however few the columns (DLRM's 65,536 x 1024 bias gradient: 32 column
+    tiles x 128 chunks of 512 rows, the shape benchmarks/micro.py measured). The count is fixed in the plan,
+    so the summation order, hence every bit of the result, does not depend on anything but the data."""
+    tiles = max(1, -(-cols // 32))
+    return max(1, min(COLUMN_MAX_PARTS, -(-COLUMN_BLOCKS // tiles), -(-max(rows, 1) // COLUMN_MIN_ROWS)))
+
+
+def column_parts_launch(cols: int, parts: int) -> LaunchConfig:
+    """Stage 1 of a column reduction: blocks of (32, 8), grid (tiles of 32 columns, ``parts`` chunks)."""
+    return LaunchConfig((32, 8, 1), Extent.const(cols), 32, MAX_BLOCKS, grid_y=parts)
+
+
+def interaction_smem(d: int, f: int) -> tuple[int, int]:
+    """Dynamic shared memory (bytes) of the interaction kernels: forward n rows padded to d + 1 floats;
+    backward the pair gradients as NG x NG floats (NG = n rounded up to 4) and the n x d rows (n = f + 1)."""
+    n = f + 1
+    ng = -(-n // 4) * 4
+    return n * (d + 1) * 4, (ng * ng + n * d) * 4
+
 
 @dataclass
 class _Phase:
@@ -267,6 +300,19 @@ class _Lowering:
         name = f"{node.name}/{what}"
         self.scratch[name] = (shape, dtype)
         return Arg("scratch", name)
+
+    def column_sum(self, n: Node, tag: str, spec: str, rows: Extent, cols: int, part_fn: str,
+                   part_args: Sequence[Arg], part_tail: Sequence[Arg], finish_fn: str,
+                   finish_args: Sequence[Arg]) -> tuple[KernelLaunch, KernelLaunch]:
+        """The two launches of a deterministic column reduction over ``rows`` x ``cols`` values.
+
+        Stage 1 ``part_fn(*part_args, partials, *part_tail)`` writes one float32 partial sum per column and
+        row chunk into the scratch view ``<node>/<tag>`` (chunks x cols); stage 2 ``finish_fn(partials,
+        chunks, *finish_args)`` adds each column's partials, in chunk order, into its destination."""
+        parts = column_parts(rows.num * self.batch // rows.den + rows.fixed, cols)
+        part = self.new_scratch(n, tag, (Extent.const(parts), Extent.const(cols)))
+        return (self.launch(spec, part_fn, [*part_args, part, *part_tail], column_parts_launch(cols, parts)),
+                self.launch(spec, finish_fn, [part, i32(parts), *finish_args], columns_launch(cols)))
 
     def state(self, name: str, size: int, init: float = 0.0) -> Arg:
         self.states[name] = StateSpec(name, size, init)
@@ -652,9 +698,11 @@ class _Lowering:
         k, m = self.width(x), self.width(y)
         rows = self.rows(x)
         spec = self.spec("bias_act", n, dtype=self.dtype(y), act=act)
-        if act == "Relu":
-            ph.add(self.launch(spec, "drelu", [self.act(y), g, i64(rows * m)], elementwise_launch(rows * m)))
-        ph.add(self.launch(spec, "bias_grad", [g, self.wg(n, wi + 1), i64(rows), i32(m)], columns_launch(m)),
+        # dReLU (in place on g) fused into the bias gradient's pass over g
+        relu = act == "Relu"
+        ph.add(*self.column_sum(n, f"bias_partials{wi + 1}", spec, rows, m,
+                                "drelu_bias_part" if relu else "bias_part", [self.act(y), g] if relu else [g],
+                                [i64(rows), i32(m)], "bias_finish", [self.wg(n, wi + 1), i32(m)]),
                GemmCall(self.act(x), g, self.wg(n, wi), Extent.const(k), Extent.const(m), rows, transa=True,
                         beta=1.0))
         if dx is not None:
@@ -712,29 +760,30 @@ class _Lowering:
             self._fc_backward(n, ph, ins[i], y, 2 * i, members[i]["act_type"], g, dx)
 
     # interaction -----------------------------------------------------------------------------
-    def _interaction(self, n: Node) -> tuple[str, int, int, int]:
+    def _interaction(self, n: Node) -> tuple[str, int, int, int, int]:
+        """(spec, d, f, forward smem, backward smem): see interaction_smem."""
         x, e = n.inputs
         d, f = self.width(x), int(self.types[e].shape[1])
         spec = self.spec("interaction", n, dtype=self.dtype(x), d=d, f=f)
-        smem = ((f + 1) * d + (f + 1) ** 2) * 4
-        if smem > SMEM_LIMIT:
-            raise NotBuiltError(f"Interaction with {f + 1} vectors of width {d} ({smem} bytes of shared "
-                                f"memory per sample; the kernel stages at most {SMEM_LIMIT})", n.label())
-        return spec, d, f, smem
+        fwd, bwd = interaction_smem(d, f)
+        if max(fwd, bwd) > SMEM_LIMIT:
+            raise NotBuiltError(f"Interaction with {f + 1} vectors of width {d} ({max(fwd, bwd)} bytes of "
+                                f"shared memory per sample; the kernel stages at most {SMEM_LIMIT})", n.label())
+        return spec, d, f, fwd, bwd
 
     def fwd_Interaction(self, n: Node, ph: _Phase) -> None:
-        spec, d, f, _ = self._interaction(n)
+        spec, _, _, smem, _ = self._interaction(n)
         x, e = n.inputs
         y = n.outputs[0]
         batch = Extent.of_dim(self.types[x].shape[0])
-        cfg = LaunchConfig((128, 1, 1), batch, 1, MAX_BLOCKS, smem=(f + 1) * d * 4)
+        cfg = LaunchConfig((128, 1, 1), batch, 1, MAX_BLOCKS, smem=smem)
         ph.add(self.launch(spec, "fwd", [self.act(x), self.act(e), self.act(y), i64(batch)], cfg))
         for alias in n.outputs[1:]:
             self.aliases[alias] = y
             self.private.add(y)
 
     def bwd_Interaction(self, n: Node, ph: _Phase) -> None:
-        spec, _, _, smem = self._interaction(n)
+        spec, _, _, _, smem = self._interaction(n)
         x, e = n.inputs
         g = self.gy(n.outputs[0])
         if g is None:
@@ -1026,8 +1075,9 @@ class _Lowering:
             if not k:
                 s, ds = Arg("scratch", f"{n.name}/s{l}"), self.new_scratch(n, "ds", (rows,))
                 ph.add(self.launch(spec, "v1_ds", [self.act(x0), dy, ds, i64(rows)], rows_launch(rows)),
-                       self.launch(spec, "v1_wgrad", [xs[l], dy, ds, self.wg(n, 2 * l), self.wg(n, 2 * l + 1),
-                                                      i64(rows)], columns_launch(width)),
+                       *self.column_sum(n, "wgrad_partials", spec, rows, 2 * width, "v1_wgrad_part",
+                                        [xs[l], dy, ds], [i64(rows)], "v1_wgrad_finish",
+                                        [self.wg(n, 2 * l), self.wg(n, 2 * l + 1)]),
                        self.launch(spec, "v1_update", [dy, s, ds, self.w(n, 2 * l), dx0, i32(acc), i64(rows)],
                                    ew))
             else:
@@ -1042,8 +1092,9 @@ class _Lowering:
                                 transa=True, beta=1.0),
                        GemmCall(h, dz, self.wg(n, 3 * l + 1), Extent.const(k), Extent.const(width), rows,
                                 transa=True, beta=1.0),
-                       self.launch(red, "colsum", [dz, self.wg(n, 3 * l + 2), i64(rows), i32(width)],
-                                   columns_launch(width)),
+                       *self.column_sum(n, "bias_partials", red, rows, width, "colsum_part", [dz],
+                                        [i64(rows), i32(width)], "colsum_finish",
+                                        [self.wg(n, 3 * l + 2), i32(width)]),
                        GemmCall(dh, self.w(n, 3 * l), dy, rows, Extent.const(width), Extent.const(k),
                                 transb=True, beta=1.0))
         tgt = self.gx(x0)
@@ -1188,8 +1239,8 @@ class _Lowering:
         if g is None:
             return
         spec, rows = self._wm_spec(n), self.rows(x)
-        ph.add(self.launch(spec, "wgrad", [self.act(x), g, self.wg(n, 0), i64(rows)],
-                           columns_launch(self.width(y))))
+        ph.add(*self.column_sum(n, "wgrad_partials", spec, rows, self.width(y), "wgrad_part",
+                                [self.act(x), g], [i64(rows)], "wgrad_finish", [self.wg(n, 0)]))
         tgt = self.gx(x)
         if tgt is not None:
             ph.add(self.launch(spec, "bwd_x", [g, self.w(n, 0), tgt[0], i64(rows), i32(tgt[1])],

@@ -1,8 +1,10 @@
 """A float64 host interpreter of ExecutablePlans for the lowering tests (no GPU): it executes GEMMs,
 memsets and the launches of the kernel families below with NumPy versions of the kernels, so the wiring of
 a lowering (arguments, offsets, strides, transposes, step order, accumulation flags) is checked against
-the reference semantics of the ops. Families: select, weight_multiply, layer_norm, dice, gru, the
-elementwise sequence mask and the concat_slice copy.
+the reference semantics of the ops. Families: select, weight_multiply, layer_norm, dice, gru, bias_act,
+multi_cross, interaction, reduce's column sums, the elementwise sequence mask and the concat_slice copy.
+The two-stage column reductions are mirrored chunk by chunk (the partials view must hold the chunks the
+launch's grid y makes).
 
 ``seeded_plan`` lowers a graph with every floating tensor taking a gradient and the gradients of the given
 outputs treated as written, so one op's backward can be run without a loss.
@@ -92,9 +94,138 @@ def wm_bwd_x(p: Params, gy: Any, w: Any, gx: Any, rows: int, acc: int) -> None:
     _put(gx, 0, (gy[:rows * s * k].reshape(rows, s, k) * w[:s * k].reshape(1, s, k)).sum(axis=2), acc)
 
 
-def wm_wgrad(p: Params, x: Any, gy: Any, dw: Any, rows: int) -> None:
+# -- two-stage column reductions (the prelude's col_partials / col_finish) -----------------------------
+def col_partials(part: Any, values: np.ndarray) -> None:
+    """Stage 1 on a (rows, cols) array: row chunk k of ceil(rows / chunks) rows sums into part[k, :]; the
+    number of chunks is what the plan sized the partials view for (the launch's grid y)."""
+    rows, cols = values.shape
+    parts = part.size // cols
+    assert parts * cols <= part.size and parts >= 1
+    per = -(-rows // parts)
+    out = np.zeros((parts, cols))
+    for k in range(parts):
+        out[k] = values[min(rows, k * per):min(rows, (k + 1) * per)].sum(axis=0)
+    part[:parts * cols] = out.reshape(-1)
+
+
+def col_finish(part: Any, parts: int, cols: int) -> np.ndarray:
+    """Stage 2: the per-column sums of the ``parts`` chunks (the whole partials view)."""
+    assert parts * cols == part.size, f"{parts} chunks of {cols} columns in a partials view of {part.size}"
+    return part[:parts * cols].reshape(parts, cols).sum(axis=0)
+
+
+def wm_wgrad_part(p: Params, x: Any, gy: Any, part: Any, rows: int) -> None:
     s, k = p["s"], p["k"]
-    _put(dw, 0, (gy[:rows * s * k].reshape(rows, s, k) * x[:rows * s].reshape(rows, s, 1)).sum(axis=0), 1)
+    col_partials(part, (gy[:rows * s * k].reshape(rows, s, k) * x[:rows * s].reshape(rows, s, 1))
+                 .reshape(rows, s * k))
+
+
+def wm_wgrad_finish(p: Params, part: Any, parts: int, dw: Any) -> None:
+    _put(dw, 0, col_finish(part, parts, p["s"] * p["k"]), 1)
+
+
+def bias_fwd(p: Params, y: Any, b: Any, rows: int, cols: int) -> None:
+    v = _rows(y, rows, cols) + b[:cols]
+    _put(y, 0, np.maximum(v, 0.0) if p["act"] == "Relu" else v, 0)
+
+
+def bias_part(p: Params, g: Any, part: Any, rows: int, cols: int) -> None:
+    col_partials(part, _rows(g, rows, cols))
+
+
+def drelu_bias_part(p: Params, y: Any, g: Any, part: Any, rows: int, cols: int) -> None:
+    masked = np.where(_rows(y, rows, cols) > 0, _rows(g, rows, cols), 0.0)
+    _put(g, 0, masked, 0)
+    col_partials(part, masked)
+
+
+def bias_finish(p: Params, part: Any, parts: int, db: Any, cols: int) -> None:
+    _put(db, 0, col_finish(part, parts, cols), 1)
+
+
+def colsum_finish(p: Params, part: Any, parts: int, out: Any, cols: int) -> None:
+    _put(out, 0, col_finish(part, parts, cols), 1)
+
+
+def cross_v1_fwd(p: Params, x0: Any, xl: Any, w: Any, b: Any, xnext: Any, s: Any, batch: int) -> None:
+    nw = p["n"]
+    x0v, xlv = _rows(x0, batch, nw), _rows(xl, batch, nw)
+    d = xlv @ w[:nw]
+    s[:batch] = d
+    _put(xnext, 0, x0v * d[:, None] + b[:nw] + xlv, 0)
+
+
+def cross_v1_ds(p: Params, x0: Any, dy: Any, ds: Any, batch: int) -> None:
+    nw = p["n"]
+    ds[:batch] = (_rows(dy, batch, nw) * _rows(x0, batch, nw)).sum(axis=1)
+
+
+def cross_v1_wgrad_part(p: Params, xl: Any, dy: Any, ds: Any, part: Any, batch: int) -> None:
+    nw = p["n"]
+    col_partials(part, np.concatenate([ds[:batch, None] * _rows(xl, batch, nw), _rows(dy, batch, nw)], axis=1))
+
+
+def cross_v1_wgrad_finish(p: Params, part: Any, parts: int, dw: Any, db: Any) -> None:
+    nw = p["n"]
+    tot = col_finish(part, parts, 2 * nw)
+    _put(dw, 0, tot[:nw], 1)
+    _put(db, 0, tot[nw:], 1)
+
+
+def cross_v1_update(p: Params, dy: Any, s: Any, ds: Any, w: Any, dx0: Any, acc: int, batch: int) -> None:
+    nw = p["n"]
+    g = _rows(dy, batch, nw).copy()
+    _put(dx0, 0, g * s[:batch, None], acc)
+    _put(dy, 0, g + ds[:batch, None] * w[:nw], 0)
+
+
+def cross_v2_combine(p: Params, x0: Any, z: Any, b: Any, xl: Any, xnext: Any, batch: int) -> None:
+    nw = p["n"]
+    zb = _rows(z, batch, nw) + b[:nw]
+    _put(z, 0, zb, 0)
+    _put(xnext, 0, _rows(x0, batch, nw) * zb + _rows(xl, batch, nw), 0)
+
+
+def cross_v2_bwd(p: Params, dy: Any, x0: Any, z: Any, dz: Any, dx0: Any, acc: int, batch: int) -> None:
+    nw = p["n"]
+    g = _rows(dy, batch, nw)
+    _put(dz, 0, g * _rows(x0, batch, nw), 0)
+    _put(dx0, 0, g * _rows(z, batch, nw), acc)
+
+
+def cross_finish(p: Params, dx0: Any, dy: Any, gx: Any, batch: int, acc: int) -> None:
+    nw = p["n"]
+    _put(gx, 0, _rows(dx0, batch, nw) + _rows(dy, batch, nw), acc)
+
+
+def _tril(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.tril_indices(n, -1)  # row-major strict lower triangle: (1,0), (2,0), (2,1), ...
+    return i, j
+
+
+def inter_fwd(p: Params, x: Any, e: Any, y: Any, batch: int) -> None:
+    d, f = p["d"], p["f"]
+    r = np.concatenate([x[:batch * d].reshape(batch, 1, d), e[:batch * f * d].reshape(batch, f, d)], axis=1)
+    i, j = _tril(f + 1)
+    dots = np.einsum("bpc,bpc->bp", r[:, i, :], r[:, j, :])
+    _put(y, 0, np.concatenate([r[:, 0, :], dots, np.zeros((batch, 1))], axis=1), 0)
+
+
+def inter_bwd(p: Params, x: Any, e: Any, gy: Any, gx: Any, ge: Any, batch: int, acc_x: int,
+              acc_e: int) -> None:
+    d, f = p["d"], p["f"]
+    n = f + 1
+    r = np.concatenate([x[:batch * d].reshape(batch, 1, d), e[:batch * f * d].reshape(batch, f, d)], axis=1)
+    g = gy[:batch * (d + f * n // 2 + 1)].reshape(batch, -1)
+    i, j = _tril(n)
+    gm = np.zeros((batch, n, n))
+    gm[:, i, j] = g[:, d:d + i.size]
+    gm = gm + gm.transpose(0, 2, 1)
+    dr = gm @ r
+    if not isinstance(gx, (int, np.integer)):
+        _put(gx, 0, dr[:, 0, :] + g[:, :d], acc_x)
+    if not isinstance(ge, (int, np.integer)):
+        _put(ge, 0, dr[:, 1:, :], acc_e)
 
 
 def _rows(x: Any, rows: int, cols: int) -> np.ndarray:
@@ -213,7 +344,15 @@ KERNELS = {
     ("select", "fwd"): select_fwd, ("select", "bwd"): select_bwd,
     ("elementwise:sequence_mask", "fwd"): sequence_mask_fwd,
     ("weight_multiply", "fwd"): wm_fwd, ("weight_multiply", "bwd_x"): wm_bwd_x,
-    ("weight_multiply", "wgrad"): wm_wgrad,
+    ("weight_multiply", "wgrad_part"): wm_wgrad_part, ("weight_multiply", "wgrad_finish"): wm_wgrad_finish,
+    ("bias_act", "fwd"): bias_fwd, ("bias_act", "bias_part"): bias_part,
+    ("bias_act", "drelu_bias_part"): drelu_bias_part, ("bias_act", "bias_finish"): bias_finish,
+    ("reduce", "colsum_part"): bias_part, ("reduce", "colsum_finish"): colsum_finish,
+    ("multi_cross", "v1_fwd"): cross_v1_fwd, ("multi_cross", "v1_ds"): cross_v1_ds,
+    ("multi_cross", "v1_wgrad_part"): cross_v1_wgrad_part, ("multi_cross", "v1_wgrad_finish"): cross_v1_wgrad_finish,
+    ("multi_cross", "v1_update"): cross_v1_update, ("multi_cross", "v2_combine"): cross_v2_combine,
+    ("multi_cross", "v2_bwd"): cross_v2_bwd, ("multi_cross", "finish"): cross_finish,
+    ("interaction", "fwd"): inter_fwd, ("interaction", "bwd"): inter_bwd,
     ("layer_norm", "fwd"): ln_fwd, ("layer_norm", "bwd_x"): ln_bwd_x, ("layer_norm", "wgrad"): ln_wgrad,
     ("dice", "fwd_train"): dice_fwd_train, ("dice", "fwd_eval"): dice_fwd_eval, ("dice", "bwd"): dice_bwd,
     ("gru", "fwd"): gru_fwd, ("gru", "bwd"): gru_bwd, ("gru", "bias_grad"): gru_bias_grad,
@@ -262,6 +401,8 @@ class HostPlan:
             return a.value.at(self.batch)
         if a.kind == "float":
             return a.value
+        if a.kind == "null":
+            return 0
         raise ValueError(f"the host interpreter does not know argument kind '{a.kind}'")
 
     def _matrices(self, a: Arg, off: int, count: int, stride: int, rows: int, cols: int) -> list[np.ndarray]:
@@ -298,6 +439,8 @@ class HostPlan:
             (c,) = self._matrices(op.c, 0, 1, 0, m, n)
             prod = (a.T if op.transa else a) @ (b.T if op.transb else b)
             c[...] = op.alpha * prod + (op.beta * c if op.beta else 0.0)
+            if op.epilogue is not None:
+                self.run_op(op.epilogue)
         elif isinstance(op, Memset):
             if op.target.kind in ("wgrads", "wgrad"):
                 self.wgrad[...] = 0.0

@@ -27,6 +27,8 @@ def representative_specs() -> list[KernelSpec]:
             out.append(_spec("bias_act", f"{act}_{s}", dtype=dt, act=act))
         out.append(_spec("loss", f"bce_{s}", op="bce", dtype=dt))
         out.append(_spec("interaction", s, dtype=dt, d=16, f=5))
+        out.append(_spec("interaction", f"dlrm_{s}", dtype=dt, d=128, f=26))  # padded rows, float4 pair grads
+        out.append(_spec("interaction", f"odd_{s}", dtype=dt, d=13, f=7))
         out.append(_spec("fm_order2", s, dtype=dt, k=8, slots=3))
         for op in ("sum", "mean"):
             out.append(_spec("reduce", f"{op}_{s}", dtype=dt, op=op))
@@ -35,6 +37,7 @@ def representative_specs() -> list[KernelSpec]:
                          m1=1, m2=5))
         out.append(_spec("concat_slice", s, dtype=dt))
         out.append(_spec("multi_cross", s, dtype=dt, n=13))
+        out.append(_spec("multi_cross", f"one_{s}", dtype=dt, n=1))
         out.append(_spec("batch_norm", s, dtype=dt, n=11, eps=1e-5, factor=0.9))
         out.append(_spec("embedding", f"sum_{s}", dtype=dt, vec=9, combiner="sum", optimizer="SGD",
                          update="Local", **OPT_HYPER))

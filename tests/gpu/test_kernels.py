@@ -27,6 +27,7 @@ from tests.gpu._util import (
 pytestmark = pytest.mark.gpu
 cp = gpu()
 
+from hgc.codegen.lower import interaction_smem
 from hgc.ir.build import check_attrs
 from hgc.ir.registry import RefContext, get_op
 from hgc.runtime.cuda import rng as hrng
@@ -151,13 +152,17 @@ def test_bias_act(dtype: str, act: str) -> None:
     assert rel_err(got, want) < TOL[dtype]
     g0 = rand((rows, cols), dtype, seed=10)
     g = to_dev(cp, g0, dtype)
-    if act == "Relu":
-        m("drelu", blocks(rows * cols), 256, y, g, i64(rows * cols))
-        g0 = g0 * (got > 0)
-        assert rel_err(from_dev(cp, g, dtype), g0) < TOL[dtype]
     db0 = np.random.default_rng(11).uniform(-1, 1, cols)
     db = to_dev(cp, db0, "float32")
-    m("bias_grad", blocks(cols, 32), (32, 8, 1), g, db, i64(rows), i32(cols))
+    parts = 3  # the bias gradient: partial sums over 3 row chunks, then their sum (see test_reductions.py)
+    part = empty(cp, (parts, cols), "float32")
+    if act == "Relu":  # dReLU in place, fused into the first stage
+        m("drelu_bias_part", (blocks(cols, 32), parts, 1), (32, 8, 1), y, g, part, i64(rows), i32(cols))
+        g0 = g0 * (got > 0)
+        assert rel_err(from_dev(cp, g, dtype), g0) < TOL[dtype]
+    else:
+        m("bias_part", (blocks(cols, 32), parts, 1), (32, 8, 1), g, part, i64(rows), i32(cols))
+    m("bias_finish", blocks(cols, 32), (32, 8, 1), part, i32(parts), db, i32(cols))
     assert rel_err(from_dev(cp, db, "float32"), db0 + g0.sum(axis=0)) < 1e-5
 
 
@@ -207,12 +212,12 @@ def test_interaction(dtype: str, b: int, d: int, f: int) -> None:
     m = Module("interaction", dtype=dtype, d=d, f=f)
     dx, de = to_dev(cp, x, dtype), to_dev(cp, e, dtype)
     y = empty(cp, (b, wdt), dtype)
-    m("fwd", b, 128, dx, de, y, i64(b), smem=(f + 1) * d * 4)
+    fwd_smem, bwd_smem = interaction_smem(d, f)
+    m("fwd", b, 128, dx, de, y, i64(b), smem=fwd_smem)
     assert rel_err(from_dev(cp, y, dtype), y_ref) < TOL[dtype]
     assert np.all(from_dev(cp, y, dtype)[:, -1] == 0)
     gx, ge = empty(cp, (b, d), dtype), empty(cp, (b, f, d), dtype)
-    m("bwd", 16, 128, dx, de, to_dev(cp, g, dtype), gx, ge, i64(b), i32(0), i32(0),
-      smem=((f + 1) * d + (f + 1) ** 2) * 4)
+    m("bwd", 16, 128, dx, de, to_dev(cp, g, dtype), gx, ge, i64(b), i32(0), i32(0), smem=bwd_smem)
     assert rel_err(from_dev(cp, gx, dtype), gx_ref) < TOL[dtype]
     assert rel_err(from_dev(cp, ge, dtype), ge_ref) < TOL[dtype]
 
@@ -335,7 +340,9 @@ def test_multi_cross_v1(dtype: str) -> None:
     gws = [cp.zeros(n, cp.float32) for _ in ws]
     for l in reversed(range(layers)):
         m("v1_ds", rows_grid, rb, dx0, dy, ds, i64(b))
-        m("v1_wgrad", blocks(n, 32), rb, xs[l], dy, ds, gws[2 * l], gws[2 * l + 1], i64(b))
+        part = empty(cp, (2, 2 * n), "float32")  # 2 row chunks of 2 x n partial sums
+        m("v1_wgrad_part", (blocks(2 * n, 32), 2, 1), rb, xs[l], dy, ds, part, i64(b))
+        m("v1_wgrad_finish", blocks(2 * n, 32), rb, part, i32(2), gws[2 * l], gws[2 * l + 1])
         m("v1_update", blocks(b * n), 256, dy, ss[l], ds, dws[2 * l], d0, i32(0 if l == layers - 1 else 1), i64(b))
     gx = empty(cp, (b, n), dtype)
     m("finish", blocks(b * n), 256, d0, dy, gx, i64(b), i32(0))

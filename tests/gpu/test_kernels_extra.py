@@ -286,7 +286,9 @@ def test_weight_multiply_kernels(dtype: str) -> None:
     m("bwd_x", blocks(b * s), 256, dg, dw, gx, i64(b), i32(0))
     check(f"weight_multiply {dtype} input gradient", from_dev(cp, gx, dtype), gx_ref, TOL[dtype])
     gw = cp.zeros(s * k, cp.float32)
-    m("wgrad", blocks(s * k, 32), (32, 8, 1), dx, dg, gw, i64(b))
+    part = empty(cp, (2, s * k), "float32")  # partial sums of 2 row chunks, then their sum
+    m("wgrad_part", (blocks(s * k, 32), 2, 1), (32, 8, 1), dx, dg, part, i64(b))
+    m("wgrad_finish", blocks(s * k, 32), (32, 8, 1), part, i32(2), gw)
     check(f"weight_multiply {dtype} weight gradient", cp.asnumpy(gw), gw_ref.reshape(-1), TOL[dtype])
 
 

@@ -1,0 +1,237 @@
+"""Run generated CUDA kernels on the CPU (no GPU): the rendered source is compiled as C++ with g++ against a
+small shim of the CUDA built-ins, and every launch runs its blocks one after another, each on one host
+thread per CUDA thread (``__syncthreads`` is a std::barrier over them). Shared memory declared in a
+function is one static array, dynamic shared memory one buffer per launch: correct because the blocks
+of a launch never overlap in time. ``__half`` is GCC's ``_Float16`` and ``__nv_bfloat16`` rounds to
+nearest even, so conversions match the GPU's bit for bit; the arithmetic is float32 as on the GPU
+(contractions into FMAs may differ: compare with tolerances, not bits).
+
+Limits: kernels must reach every ``__syncthreads`` (and ``__shfl_xor_sync``, emulated through the block)
+from all their threads, as CUDA itself requires of barriers; at most 1024 threads per block; no atomics.
+This is for checking indexing, chunking and synchronisation of small launches, not speed.
+
+    emu = EmulatedModule(spec)               # render + compile (cached per source)
+    emu("bias_part", (gx, gy), (32, 8), g, part, np.int64(rows), np.int32(cols))
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgc.codegen.plan import KernelSpec
+from hgc.codegen.render import render
+
+SHIM = r"""
+#pragma once
+#include <math.h>
+#include <atomic>
+#include <barrier>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+struct dim3 { unsigned x, y, z; };
+inline thread_local dim3 threadIdx{0, 0, 0};
+inline thread_local dim3 blockIdx{0, 0, 0};
+inline dim3 gridDim{1, 1, 1};
+inline dim3 blockDim{1, 1, 1};
+inline std::barrier<>* hgc_emu_barrier = nullptr;
+inline unsigned char* hgc_emu_dynamic_smem = nullptr;
+inline float hgc_emu_exchange[1024];
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+
+inline void __syncthreads() { hgc_emu_barrier->arrive_and_wait(); }
+
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+
+struct __half { _Float16 v; };
+inline float __half2float(__half h) { return (float)h.v; }
+inline __half __float2half_rn(float f) { return __half{(_Float16)f}; }
+
+struct __nv_bfloat16 { uint16_t bits; };
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = (uint32_t)h.bits << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(uint16_t)((u >> 16) | 0x40u)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __nv_bfloat16{(uint16_t)(u >> 16)};
+}
+
+// Through the block: every thread of the block must call it (lanes exchange within their warp).
+inline float __shfl_xor_sync(unsigned, float v, int o) {
+  const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  hgc_emu_exchange[t] = v;
+  __syncthreads();
+  const float r = hgc_emu_exchange[t ^ (unsigned)o];
+  __syncthreads();
+  return r;
+}
+
+inline void hgc_emu_run(unsigned gx, unsigned gy, unsigned bx, unsigned by, unsigned long long smem,
+                        const std::function<void()>& body) {
+  gridDim = dim3{gx, gy, 1};
+  blockDim = dim3{bx, by, 1};
+  std::vector<unsigned char> dyn(smem + 64);
+  hgc_emu_dynamic_smem = dyn.data() + (64 - (reinterpret_cast<uintptr_t>(dyn.data()) & 63)) % 64;
+  std::memset(hgc_emu_dynamic_smem, 0xff, smem);  // NaN-like garbage: reads before writes show
+  const unsigned n = bx * by;
+  std::barrier<> bar((std::ptrdiff_t)n);
+  hgc_emu_barrier = &bar;
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < n; ++t) {
+    threads.emplace_back([&, t] {
+      threadIdx = dim3{t % bx, t / bx, 0};
+      for (unsigned y = 0; y < gy; ++y) {
+        for (unsigned x = 0; x < gx; ++x) {
+          blockIdx = dim3{x, y, 0};
+          body();
+          bar.arrive_and_wait();  // the block is done before the next one reuses shared memory
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+}
+"""
+
+_KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
+_DYNAMIC = re.compile(r"extern __shared__ (\w+) (\w+)\[\];")
+_CTYPES = {"long long": ctypes.c_longlong, "int": ctypes.c_int, "float": ctypes.c_float,
+           "unsigned long long": ctypes.c_ulonglong}
+_CACHE: dict[str, tuple[ctypes.CDLL, dict[str, list[str]]]] = {}
+_DIR: list[Path] = []
+
+
+def available() -> bool:
+    return shutil.which("g++") is not None
+
+
+def _workdir() -> Path:
+    """A per-user folder of compiled modules (named by the hash of shim + source: reused across runs)."""
+    if not _DIR:
+        tag = hashlib.sha256(SHIM.encode()).hexdigest()[:12]
+        d = Path(tempfile.gettempdir()) / f"hgc_emu_{os.getuid()}_{tag}"
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in (("cuda_fp16.h", SHIM), ("cuda_bf16.h", '#include "cuda_fp16.h"\n')):
+            if not (d / name).exists():
+                tmp = d / f"{name}.{os.getpid()}"
+                tmp.write_text(text)
+                tmp.replace(d / name)
+        _DIR.append(d)
+    return _DIR[0]
+
+
+def _params(decl: str) -> list[str]:
+    return [p.strip() for p in decl.replace("\n", " ").split(",") if p.strip()]
+
+
+def host_source(source: str) -> tuple[str, dict[str, list[str]]]:
+    """The CUDA source as C++ for the shim, with one ``hgc_emu_launch_<kernel>`` entry per kernel."""
+    kernels = {m.group(1): _params(m.group(2)) for m in _KERNEL.finditer(source)}
+    body = _DYNAMIC.sub(lambda m: f"{m.group(1)}* {m.group(2)} = reinterpret_cast<{m.group(1)}*>"
+                              f"(hgc_emu_dynamic_smem);", source)
+    out = [body, ""]
+    for name, params in kernels.items():
+        names = [re.split(r"[\s*]+", p)[-1] for p in params]
+        decl = ", ".join(["unsigned hgc_gx_", "unsigned hgc_gy_", "unsigned hgc_bx_", "unsigned hgc_by_",
+                          "unsigned long long hgc_smem_", *params])
+        out.append(f'extern "C" void hgc_emu_launch_{name}({decl}) {{\n'
+                   f"  hgc_emu_run(hgc_gx_, hgc_gy_, hgc_bx_, hgc_by_, hgc_smem_, "
+                   f"[=]() {{ {name}({', '.join(names)}); }});\n}}")
+    return "\n".join(out), kernels
+
+
+def _compile(source: str) -> tuple[ctypes.CDLL, dict[str, list[str]]]:
+    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    if key in _CACHE:
+        return _CACHE[key]
+    d = _workdir()
+    text, kernels = host_source(source)
+    lib = d / f"{key}.so"
+    if not lib.exists():  # compiled under a private name, then renamed: safe with parallel test workers
+        src, tmp = d / f"{key}.{os.getpid()}.cpp", d / f"{key}.{os.getpid()}.so"
+        src.write_text(text)
+        cmd = ["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w", f"-I{d}", str(src),
+               "-o", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        src.unlink()
+        if res.returncode != 0:
+            raise RuntimeError(f"g++ could not compile the emulated module:\n{res.stderr[-4000:]}")
+        tmp.replace(lib)
+    _CACHE[key] = (ctypes.CDLL(str(lib)), kernels)
+    return _CACHE[key]
+
+
+class EmulatedModule:
+    """One template rendered with its params and compiled for the host; call kernels by function name."""
+
+    def __init__(self, spec: KernelSpec) -> None:
+        self.spec = spec
+        self.lib, self.kernels = _compile(render(spec))
+
+    def __call__(self, fn: str, grid: tuple[int, ...] | int, block: tuple[int, ...] | int, *args: Any,
+                 smem: int = 0) -> None:
+        name = self.spec.function(fn)
+        params = self.kernels[name]
+        if len(args) != len(params):
+            raise TypeError(f"{name} takes {len(params)} arguments ({params}), {len(args)} given")
+        g = grid if isinstance(grid, tuple) else (grid,)
+        b = block if isinstance(block, tuple) else (block,)
+        gx, gy = int(g[0]), int(g[1]) if len(g) > 1 else 1
+        bx, by = int(b[0]), int(b[1]) if len(b) > 1 else 1
+        assert bx * by <= 1024 and all(len(t) < 3 or t[2] == 1 for t in (g, b))
+        cargs: list[Any] = []
+        for p, a in zip(params, args):
+            if "*" in p:
+                if isinstance(a, np.ndarray):
+                    assert a.flags.c_contiguous
+                    cargs.append(ctypes.c_void_p(a.ctypes.data))
+                else:  # a null pointer
+                    assert a is None or int(a) == 0, f"{name}: pointer parameter '{p}' given {a!r}"
+                    cargs.append(ctypes.c_void_p(0))
+            else:
+                ctype = " ".join(p.split()[:-1]).replace("const ", "")
+                cargs.append(_CTYPES[ctype](a.item() if hasattr(a, "item") else a))
+        getattr(self.lib, f"hgc_emu_launch_{name}")(ctypes.c_uint(gx), ctypes.c_uint(gy), ctypes.c_uint(bx),
+                                                    ctypes.c_uint(by), ctypes.c_ulonglong(smem), *cargs)
+
+
+def host_array(x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` in the layout a kernel of ``dtype`` reads (bfloat16 as its 16-bit patterns)."""
+    x = np.ascontiguousarray(x)
+    if dtype == "float32":
+        return x.astype(np.float32)
+    if dtype == "float16":
+        return x.astype(np.float16)
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def as_float64(a: np.ndarray, dtype: str) -> np.ndarray:
+    """A kernel array of ``dtype`` read back as float64."""
+    if dtype == "bfloat16":
+        return (a.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return a.astype(np.float64)

@@ -1,0 +1,172 @@
+"""The column-reduction kernels (bias_act, reduce, weight_multiply, multi_cross) and the interaction kernels
+run on the CPU through tests/codegen/_cuda_emu.py (g++ and a shim of the CUDA built-ins), against the
+reference semantics, in every dtype, at odd sizes (1 row, 3 rows, more chunks than rows, 1/31/33/70
+columns). The plain sums of the column reductions are also checked bit for bit against a float32 replay of
+their fixed summation order (tests/codegen/_col_order.py): that order, not the hardware's scheduling,
+decides every bit of the result.
+The same kernels run on the GPU in tests/gpu/test_reductions.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hgc.codegen.lower import column_parts, interaction_smem
+from hgc.codegen.plan import KernelSpec, Params
+from hgc.ir.registry import RefContext, get_op
+from tests.codegen import _cuda_emu as emu
+from tests.codegen._col_order import column_sums
+
+pytestmark = pytest.mark.skipif(not emu.available(), reason="needs g++ to run kernels on the CPU")
+DTYPES = ("float32", "float16", "bfloat16")
+TOL = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}
+
+
+def module(template: str, **params: object) -> emu.EmulatedModule:
+    return emu.EmulatedModule(KernelSpec(template, f"e_{template}", Params(params)))
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape and np.all(np.isfinite(a))
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def grids(cols: int, parts: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    tiles = -(-cols // 32)
+    return (tiles, parts), (tiles, 1)
+
+
+SHAPES = [(1, 1), (3, 31), (3, 33), (200, 33), (131, 70)]
+
+
+# -- bias gradient (with the fused dReLU) and reduce's column sums --------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,cols", SHAPES)
+def test_bias_gradient(dtype: str, rows: int, cols: int) -> None:
+    r = np.random.default_rng(rows * 100 + cols)
+    m = module("bias_act", dtype=dtype, act="Relu")
+    for parts in sorted({column_parts(rows, cols), 1, 5}):  # 5 chunks of 3 rows: some are empty
+        g0 = emu.host_array(r.uniform(-1, 1, (rows, cols)), dtype)
+        y = emu.host_array(r.uniform(-1, 1, (rows, cols)), dtype)
+        db0 = r.uniform(-1, 1, cols).astype(np.float32)
+        (g1, g2) = grids(cols, parts)
+        part = np.full(parts * cols, np.nan, np.float32)
+        db = db0.copy()
+        g = g0.copy()
+        m("drelu_bias_part", g1, (32, 8), y, g, part, np.int64(rows), np.int32(cols))
+        m("bias_finish", g2, (32, 8), part, np.int32(parts), db, np.int32(cols))
+        masked = np.where(emu.as_float64(y, dtype) > 0, emu.as_float64(g0, dtype), 0.0)
+        assert np.array_equal(emu.as_float64(g, dtype), masked), "dReLU in place"
+        assert np.array_equal(db, column_sums(masked, parts, db0)), f"{parts} chunks"
+        assert rel(db - db0, masked.sum(axis=0)) < 1e-5
+        # without the activation: g untouched, same order
+        part[:] = np.nan
+        db = db0.copy()
+        m("bias_part", g1, (32, 8), g0, part, np.int64(rows), np.int32(cols))
+        m("bias_finish", g2, (32, 8), part, np.int32(parts), db, np.int32(cols))
+        assert np.array_equal(db, column_sums(emu.as_float64(g0, dtype), parts, db0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reduce_column_sums(dtype: str) -> None:
+    rows, cols = 77, 45
+    parts = column_parts(rows, cols)
+    assert parts == 2
+    x = emu.host_array(np.random.default_rng(3).uniform(-2, 2, (rows, cols)), dtype)
+    m = module("reduce", dtype=dtype, op="sum")
+    part = np.full(parts * cols, np.nan, np.float32)
+    out = np.zeros(cols, np.float32)
+    g1, g2 = grids(cols, parts)
+    m("colsum_part", g1, (32, 8), x, part, np.int64(rows), np.int32(cols))
+    m("colsum_finish", g2, (32, 8), part, np.int32(parts), out, np.int32(cols))
+    assert np.array_equal(out, column_sums(emu.as_float64(x, dtype), parts, np.zeros(cols)))
+
+
+def test_column_tiles_step_over_a_short_grid() -> None:
+    """Fewer blocks in x than 32-column tiles: the kernels step over the rest (grid stride)."""
+    rows, cols = 40, 100
+    x = np.random.default_rng(4).uniform(-1, 1, (rows, cols)).astype(np.float32)
+    m = module("reduce", dtype="float32", op="sum")
+    part = np.full(3 * cols, np.nan, np.float32)
+    out = np.zeros(cols, np.float32)
+    m("colsum_part", (2, 3), (32, 8), x, part, np.int64(rows), np.int32(cols))
+    m("colsum_finish", (1, 1), (32, 8), part, np.int32(3), out, np.int32(cols))
+    assert np.array_equal(out, column_sums(x, 3, np.zeros(cols)))
+
+
+# -- weight gradients ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("rows,s,k,dtype", [(1, 1, 1, "float32"), (3, 11, 3, "bfloat16"),
+                                             *((150, 7, 5, dt) for dt in DTYPES)])
+def test_weight_multiply_wgrad(dtype: str, rows: int, s: int, k: int) -> None:
+    r = np.random.default_rng(rows + s)
+    x = emu.host_array(r.uniform(-1, 1, (rows, s)), dtype)
+    gy = emu.host_array(r.uniform(-1, 1, (rows, s * k)), dtype)
+    w = r.uniform(-1, 1, (s, k))
+    _, _, (gw_ref,) = _ref("WeightMultiply", {"weight_dims": (s, k)}, [emu.as_float64(x, dtype)], [w],
+                           [emu.as_float64(gy, dtype)])
+    m = module("weight_multiply", dtype=dtype, s=s, k=k)
+    parts = column_parts(rows, s * k)
+    g1, g2 = grids(s * k, parts)
+    part = np.full(parts * s * k, np.nan, np.float32)
+    dw0 = r.uniform(-1, 1, s * k).astype(np.float32)
+    dw = dw0.copy()
+    m("wgrad_part", g1, (32, 8), x, gy, part, np.int64(rows))
+    m("wgrad_finish", g2, (32, 8), part, np.int32(parts), dw)
+    assert rel(dw - dw0, gw_ref.reshape(-1)) < 1e-5
+
+
+@pytest.mark.parametrize("rows,n,dtype", [(1, 1, "float32"), (3, 31, "float16"),
+                                         *((130, 17, dt) for dt in DTYPES)])
+def test_multi_cross_v1_wgrad(dtype: str, rows: int, n: int) -> None:
+    r = np.random.default_rng(rows * 7 + n)
+    xl = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    dy = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    ds = r.uniform(-1, 1, rows).astype(np.float32)
+    m = module("multi_cross", dtype=dtype, n=n)
+    parts = column_parts(rows, 2 * n)
+    g1, g2 = grids(2 * n, parts)
+    part = np.full(parts * 2 * n, np.nan, np.float32)
+    dw0, db0 = r.uniform(-1, 1, n).astype(np.float32), r.uniform(-1, 1, n).astype(np.float32)
+    dw, db = dw0.copy(), db0.copy()
+    m("v1_wgrad_part", g1, (32, 8), xl, dy, ds, part, np.int64(rows))
+    m("v1_wgrad_finish", g2, (32, 8), part, np.int32(parts), dw, db)
+    assert rel(dw - dw0, (ds[:, None] * emu.as_float64(xl, dtype)).sum(axis=0)) < 1e-5
+    assert np.array_equal(db, column_sums(emu.as_float64(dy, dtype), parts, db0))  # plain sums: exact order
+
+
+# -- interaction ----------------------------------------------------------------------------------------
+def _ref(op: str, attrs: dict, xs: list, ws: list, gys: list) -> tuple[list, list, list]:
+    from hgc.ir.build import check_attrs
+
+    full = check_attrs(op, attrs)
+    ctx = RefContext(training=True, rng=np.random.default_rng(0), state={})
+    ys, saved = get_op(op).forward(ctx, full, [np.asarray(x, np.float64) for x in xs],
+                                   [np.asarray(w, np.float64) for w in ws])
+    gxs, gws = get_op(op).backward(ctx, full, saved, gys)
+    return ys, gxs, gws
+
+
+@pytest.mark.parametrize("b,d,f,dtype", [(1, 4, 1, "float32"), *((5, 13, 7, dt) for dt in DTYPES),
+                                         (3, 32, 6, "float16"), (2, 16, 5, "bfloat16")])
+def test_interaction(dtype: str, b: int, d: int, f: int) -> None:
+    r = np.random.default_rng(b * 31 + d + f)
+    wd = d + f * (f + 1) // 2 + 1
+    x, e = emu.host_array(r.uniform(-1, 1, (b, d)), dtype), emu.host_array(r.uniform(-1, 1, (b, f, d)), dtype)
+    gy = emu.host_array(r.uniform(-1, 1, (b, wd)), dtype)
+    xs = [emu.as_float64(x, dtype), emu.as_float64(e, dtype)]
+    (y_ref,), (gx_ref, ge_ref), _ = _ref("Interaction", {}, xs, [], [emu.as_float64(gy, dtype)])
+    m = module("interaction", dtype=dtype, d=d, f=f)
+    fwd_smem, bwd_smem = interaction_smem(d, f)
+    y = emu.host_array(np.full((b, wd), np.nan), dtype)
+    m("fwd", min(b, 2), 128, x, e, y, np.int64(b), smem=fwd_smem)  # 2 blocks: a grid stride over samples
+    got = emu.as_float64(y, dtype)
+    assert np.all(got[:, -1] == 0) and np.array_equal(got[:, :d], emu.as_float64(x, dtype))
+    assert rel(got, y_ref) < TOL[dtype]
+    gx = emu.host_array(np.full((b, d), np.nan), dtype)
+    ge = emu.host_array(np.full((b, f, d), np.nan), dtype)
+    m("bwd", min(b, 2), 128, x, e, gy, gx, ge, np.int64(b), np.int32(0), np.int32(0), smem=bwd_smem)
+    assert rel(emu.as_float64(gx, dtype), gx_ref) < TOL[dtype]
+    assert rel(emu.as_float64(ge, dtype), ge_ref) < TOL[dtype]
+    if dtype == "float32":  # accumulate into ge only (no gx: a null pointer)
+        m("bwd", 1, 128, x, e, gy, None, ge, np.int64(b), np.int32(0), np.int32(1), smem=bwd_smem)
+        assert rel(emu.as_float64(ge, dtype), 2 * ge_ref) < TOL[dtype]
