@@ -31,6 +31,10 @@ class ReaderBackend(Protocol):
 class CacheBackend(Protocol):
     def update(self, keyset_files: list[str]) -> None: ...
 
+    def dump(self) -> None: ...
+
+    def get_incremental_model(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
 
 class TrainingRuntime(Protocol):
     """What ``Model`` and ``Session`` call after checking arguments. Arguments arrive normalised: embedding
@@ -121,6 +125,12 @@ class _NoCache:
 
     def update(self, keyset_files: list[str]) -> None:
         return None
+
+    def dump(self) -> None:
+        return None
+
+    def get_incremental_model(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return []
 
 
 class CompileOnlyRuntime:
@@ -261,8 +271,17 @@ class EmbeddingTrainingCache:
         self._backend = backend
 
     def update(self, keyset_file: str | list[str]) -> None:
-        """Bring in the rows of the keys in ``keyset_file`` (one file for all tables, or one per table)."""
+        """Start a pass: write the trained rows back to the parameter servers, then bring in the rows of the
+        keys in ``keyset_file`` (one file for all tables, or a list with one file per table)."""
         self._backend.update(keyset_list(f"{type(self).__name__}.update()", keyset_file, self._backend))
+
+    def dump(self) -> None:
+        """Write every table to its sparse model folder (``CreateETC``'s ``sparse_models``)."""
+        self._backend.dump()
+
+    def get_incremental_model(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per table, (keys int64, vectors float32 (N, vec)) of the rows updated since the last call."""
+        return list(self._backend.get_incremental_model())
 
 
 #: The 3.x API text's spelling.

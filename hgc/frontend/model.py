@@ -279,7 +279,12 @@ class Model:
         if self._session is None:
             from hgc.frontend.runtime_bridge import make_runtime
 
-            self._session = make_runtime(self)
+            session = make_runtime(self)
+            if self.etc is not None and self.etc.use_embedding_training_cache:
+                from hgc.runtime.etc import EtcConfig
+
+                session.attach_etc(EtcConfig.from_params(self.etc), list(self.reader_params.keyset))
+            self._session = session
         return self._session
 
     def fit(self, num_epochs: int = 0, max_iter: int = 2000, display: int = 200, eval_interval: int = 1000,
@@ -299,6 +304,10 @@ class Model:
             raise bad(w, "max_iter", max_iter, "non-epoch mode (repeat_dataset=True) needs max_iter > 0")
         if not self.solver.repeat_dataset and num_epochs <= 0:
             raise bad(w, "num_epochs", num_epochs, "epoch mode (repeat_dataset=False) needs num_epochs > 0")
+        if self.etc is not None and self.etc.use_embedding_training_cache and self.solver.repeat_dataset:
+            raise bad(w, "solver.repeat_dataset", True, "fit() with the embedding training cache trains its "
+                                                        "(source, keyset) passes in epoch mode: "
+                                                        "CreateSolver(repeat_dataset=False)")
         self._runtime("fit").fit(num_epochs, max_iter, display, eval_interval, snapshot, snapshot_prefix,
                                  data_source_params)
 

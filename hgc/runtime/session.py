@@ -2,13 +2,14 @@
 API, in the shape of ``hgc.frontend.low_level.TrainingRuntime`` (arguments arrive already checked)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from hgc.errors import NotBuiltError
 from hgc.ir.graph import Graph
 from hgc.passes.context import PipelineResult
+from hgc.runtime.etc import EmbeddingTrainingCache, EtcConfig
 from hgc.runtime.run_config import RunConfig
 from hgc.runtime.trainer import Checkpoints, Trainer
 
@@ -32,15 +33,55 @@ class TrainingSession:
                  loss_weights: dict[str, float] | None = None) -> None:
         self.trainer = Trainer(graph, compiled, cfg, loss_weights)
         self.checkpoints = Checkpoints(self.trainer)
+        self.etc: EmbeddingTrainingCache | None = None
+        self.etc_passes: list[tuple[str, str]] = []  # fit()'s (file list, keyset file) pairs
+
+    # -- the embedding training cache --------------------------------------------------------------
+    def attach_etc(self, config: EtcConfig, keysets: Sequence[str] = ()) -> EmbeddingTrainingCache:
+        """Train through the embedding training cache ``config``; fit() then reads the configured sources
+        pass by pass with their ``keysets`` (one keyset file per source)."""
+        if self.etc is not None:
+            raise ValueError("the embedding training cache is already attached to this model")
+        sources = list(self.trainer.cfg.reader.source)
+        if keysets and len(keysets) != len(sources):
+            raise ValueError(f"keyset has {len(keysets)} files for {len(sources)} sources; give one keyset file "
+                             f"per source")
+        self.etc = EmbeddingTrainingCache(self.trainer, config)
+        self.etc_passes = list(zip(sources, keysets))
+        return self.etc
+
+    def _fit_etc(self, num_epochs: int, max_iter: int, display: int, eval_interval: int, snapshot: int) -> None:
+        """fit() with the cache: every epoch trains the (source, keyset) passes in order, each one after
+        ``update(keyset)``; no snapshots are taken (HugeCTR's rule); the tables are written back at the end."""
+        etc = self.etc
+        assert etc is not None
+        if self.trainer.cfg.repeat_dataset:
+            raise ValueError("fit() with the embedding training cache trains pass by pass in epoch mode: "
+                             "CreateSolver(repeat_dataset=False) and fit(num_epochs=...)")
+        if not self.etc_passes:
+            raise ValueError("fit() with the embedding training cache needs one keyset file per source: "
+                             "DataReaderParams(source=[...], keyset=[...]) or set_source(source, keyset, eval_source)")
+        passes = [(src, (lambda ks=ks: etc.update([ks]))) for src, ks in self.etc_passes]
+        self.trainer.fit(num_epochs, max_iter, display, eval_interval, snapshot, "", lambda prefix, it: None, passes)
+        etc.write_back()
 
     # -- high level ----------------------------------------------------------------------------
     def fit(self, num_epochs: int, max_iter: int, display: int, eval_interval: int, snapshot: int,
             snapshot_prefix: str, data_source_params: Any) -> None:
+        if self.etc is not None:
+            self._fit_etc(num_epochs, max_iter, display, eval_interval, snapshot)
+            return
         self.trainer.fit(num_epochs, max_iter, display, eval_interval, snapshot, snapshot_prefix,
                          self.checkpoints.save)
 
     def save_params_to_files(self, prefix: str, iteration: int) -> None:
-        self.checkpoints.save(prefix, iteration)
+        """The snapshot files; with the embedding training cache the dense files, and each table in its
+        sparse model folder (with optimizer states), or under its snapshot name when it has none."""
+        etc = self.etc
+        if etc is None:
+            self.checkpoints.save(prefix, iteration)
+            return
+        self.checkpoints.save(prefix, iteration, lambda names: etc.save(names.sparse))
 
     # -- low level -----------------------------------------------------------------------------
     def start_data_reading(self) -> None:
@@ -81,8 +122,16 @@ class TrainingSession:
         return ReaderHandle(self.trainer, which)
 
     def set_source(self, source: list[str], keyset: list[str], eval_source: str) -> None:
+        """The data of the next epochs; with keysets (the embedding training cache) the (source, keyset)
+        passes of the next fit()."""
         if keyset:
-            raise NotBuiltError("the embedding training cache (keyset sources)", "Model.set_source()")
+            if self.etc is None:
+                raise ValueError("set_source(source, keyset, eval_source) needs the embedding training cache "
+                                 "(Model(..., etc=CreateETC(...)))")
+            if len(keyset) != len(source):
+                raise ValueError(f"keyset has {len(keyset)} files for {len(source)} sources; give one keyset file "
+                                 f"per source")
+            self.etc_passes = list(zip(source, keyset))
         self.trainer.set_source("train", source[0])
         self.trainer.set_source("eval", eval_source)
 
@@ -123,13 +172,16 @@ class TrainingSession:
     def unfreeze_embedding(self, names: list[str]) -> None:
         self.trainer.frozen_embeddings.difference_update(names)
 
-    # -- capabilities other issues own ----------------------------------------------------------
-    def embedding_training_cache(self) -> Any:
-        raise NotBuiltError("the embedding training cache / model prefetcher (tables swapped through host memory "
-                            "or SSD)")
+    def embedding_training_cache(self) -> EmbeddingTrainingCache:
+        """The cache (``update``, ``dump``, ``get_incremental_model``). A model without one (the 2.3 Session's
+        model prefetcher) gets a Staged parameter server per table, without sparse model folders."""
+        if self.etc is None:
+            self.attach_etc(EtcConfig.staged(len(self.trainer.tables)))
+        assert self.etc is not None
+        return self.etc
 
     def get_incremental_model(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        raise NotBuiltError("the embedding training cache", "Model.get_incremental_model()")
+        return self.embedding_training_cache().get_incremental_model()
 
     def get_params_num(self) -> int:
         return int(sum(int(np.prod(s)) for s in self.trainer.dense_shapes)

@@ -27,7 +27,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -602,11 +602,15 @@ class Trainer:
         return True
 
     def fit(self, num_epochs: int, max_iter: int, display: int, eval_interval: int, snapshot: int,
-            snapshot_prefix: str, save: Callable[[str, int], None]) -> None:
+            snapshot_prefix: str, save: Callable[[str, int], None],
+            passes: Sequence[tuple[str, Callable[[], None]]] | None = None) -> None:
         """HugeCTR's fit: ``num_epochs`` passes over the source (epoch mode) or ``max_iter`` steps. Every step
         takes its learning rate from the scheduler; iteration i (1-based) prints at i % display == 0,
         evaluates at i % eval_interval == 0 (stopping once AUC reaches its metrics_spec threshold) and
-        saves a snapshot named i − 1 when (i − 1) % snapshot == 0 (HugeCTR's 0-based timing)."""
+        saves a snapshot named i − 1 when (i − 1) % snapshot == 0 (HugeCTR's 0-based timing).
+
+        ``passes`` (epoch mode, the embedding training cache): every epoch reads these sources in order,
+        calling each one's function before its first batch; iterations count on across passes."""
         cfg = self.cfg
         epoch_mode = not cfg.repeat_dataset
         self._log_fit_settings(num_epochs, max_iter, eval_interval, snapshot)
@@ -616,24 +620,30 @@ class Trainer:
             for epoch in range(num_epochs if epoch_mode else 1):
                 if epoch_mode:
                     log.info(f"-----------------------------------Epoch {epoch}-----------------------------------")
-                    self.set_source("train")
-                while epoch_mode or it < max_iter:
-                    batch = self._next_batch("train")
-                    if batch is None:
-                        break
-                    self.lr = self.scheduler.get_next()
-                    self.step(batch)
-                    it += 1
-                    advance(1)
-                    if it % display == 0:
-                        loss = self.current_loss  # cuda: the one read of the loss (and of the NaN watch)
-                        now = time.time()
-                        log.info(f"Iter: {it} Time({display} iters): {now - tick:f}s Loss: {loss:f} lr:{self.lr:f}")
-                        tick = now
-                    if it % eval_interval == 0 and self.has_eval_source() and self._hit_target(it, max_iter, start):
-                        return
-                    if (it - 1) % snapshot == 0 and it > 1:
-                        save(snapshot_prefix, it - 1)
+                for source, before_pass in passes if passes is not None else [("", None)]:
+                    if before_pass is not None:
+                        before_pass()
+                    if epoch_mode:
+                        self.set_source("train", source)
+                    while epoch_mode or it < max_iter:
+                        batch = self._next_batch("train")
+                        if batch is None:
+                            break
+                        self.lr = self.scheduler.get_next()
+                        self.step(batch)
+                        it += 1
+                        advance(1)
+                        if it % display == 0:
+                            loss = self.current_loss  # cuda: the one read of the loss (and of the NaN watch)
+                            now = time.time()
+                            log.info(f"Iter: {it} Time({display} iters): {now - tick:f}s Loss: {loss:f} "
+                                     f"lr:{self.lr:f}")
+                            tick = now
+                        if (it % eval_interval == 0 and self.has_eval_source()
+                                and self._hit_target(it, max_iter, start)):
+                            return
+                        if (it - 1) % snapshot == 0 and it > 1:
+                            save(snapshot_prefix, it - 1)
         self.check_finite()
         secs = time.time() - start
         if epoch_mode:
@@ -673,8 +683,10 @@ class Checkpoints:
     def _bn_nodes(self) -> list[Any]:
         return [n for n in self.t.executor.nodes if n.op == "BatchNorm"]
 
-    def save(self, prefix: str, iteration: int) -> None:
-        """Write every file of the snapshot ``prefix``/``iteration``; they replace older ones all together."""
+    def save(self, prefix: str, iteration: int, write_sparse: Callable[[Any], None] | None = None) -> None:
+        """Write every file of the snapshot ``prefix``/``iteration``; they replace older ones all together.
+        ``write_sparse(names)``, when given, writes the embeddings instead of the tables' own files (the
+        embedding training cache: no sparse optimizer-state files)."""
         from hgc.runtime import checkpoint as ck
 
         t = self.t
@@ -686,7 +698,9 @@ class Checkpoints:
             return
         names = ck.snapshot_names(prefix, iteration, len(t.tables))
         with ck.all_or_nothing():
-            for i, (name, table) in enumerate(t.tables.items()):
+            if write_sparse is not None:
+                write_sparse(names)
+            for i, (name, table) in enumerate(t.tables.items() if write_sparse is None else ()):
                 keys, vectors = table.dump()
                 localized = t.graph.node(name).op != "DistributedSlotSparseEmbeddingHash"
                 ck.write_sparse_model(names.sparse[i], keys, vectors, table.slot_ids() if localized else None)
@@ -696,7 +710,7 @@ class Checkpoints:
             bns = self._bn_nodes()
             if bns:
                 ck.write_ntp(names.ntp, [self._bn_stats(n) for n in bns])
-        for path in names.sparse:
+        for path in names.sparse if write_sparse is None else ():
             log.info(f"Rank0: Write hash table to file {path}")
         log.info("Dumping sparse weights to files, successful")
         log.info("Dumping dense weights to file, successful")

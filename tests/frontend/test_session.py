@@ -4,7 +4,6 @@ import pytest
 
 import hgc
 from hgc.config import config
-from hgc.errors import NotBuiltError
 from hgc.frontend import model as model_module
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "ir" / "fixtures" / "wdl_2.3.json")
@@ -61,8 +60,7 @@ def test_session_argument_checks(tmp_path):
     with pytest.raises(ValueError, match="'model_file' = .* no such file"):
         sess.init_params(str(tmp_path / "x.model"))
     prefetching = hgc.Session(solver, CONFIG, use_model_prefetcher=True, temp_embedding_dir=str(tmp_path))
-    with pytest.raises(NotBuiltError, match="embedding training cache / model prefetcher"):
-        prefetching.get_model_prefetcher()
+    assert isinstance(prefetching.get_model_prefetcher(), hgc.ModelPrefetcher)
     with pytest.raises(TypeError, match="'use_gpu'"):
         hgc.Session(solver, CONFIG, use_gpu=True)
 
