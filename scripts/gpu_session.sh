@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One device call that checks the cuda target end to end, for sessions with little GPU time.
+#   verify: every gpu test (scripts/gpu_check.sh), each example trained on the GPU with HGC_TARGET unset,
+#           compute-sanitizer on a DLRM and a DIN step (scripts/sanitize.sh)          (~5 min)
+#   bench:  every model benchmark beside its PyTorch baseline (benchmarks/run_all.sh)  (~7 min)
+# The device tool brings back at most 8 files, so the logs are packed into $OUT/logs.tgz; $OUT/summary.txt
+# holds the tables, and is printed last.
+#   OUT=$OUT bash scripts/gpu_session.sh verify [pytest args]
+#   OUT=$OUT bash scripts/gpu_session.sh bench
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/out}"
+WORK="${TMPDIR:-/tmp}/hgc_session"
+rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HGC_CACHE_DIR="${TMPDIR:-/tmp}/hgc_cache"
+export HGC_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+stage="${1:-verify}"; shift || true
+summary="$OUT/summary.txt"
+: >"$summary"
+
+case "$stage" in
+  verify)
+    OUT="$WORK/tests" timeout 300 bash scripts/gpu_check.sh "$@" >"$WORK/gpu_check.out" 2>&1
+    { echo "== gpu tests (commit $HGC_COMMIT)"; cat "$WORK/tests/table.txt" 2>/dev/null || tail -20 "$WORK/gpu_check.out"; } >>"$summary"
+    echo "== examples on the GPU (HGC_TARGET unset)" >>"$summary"
+    for m in wdl dcn deepfm dlrm ncf mmoe din; do
+      timeout 60 python3 "examples/$m.py" >"$WORK/example_$m.log" 2>&1
+      rc=$?
+      line=$(grep -E "Target:|AUC" "$WORK/example_$m.log" | tr '\n' ' ' | cut -c1-220)
+      printf '%-7s rc=%-3s %s\n' "$m" "$rc" "$line" >>"$summary"
+    done
+    OUT="$WORK/sanitizer" timeout 240 bash scripts/sanitize.sh >"$WORK/sanitize.out" 2>&1
+    { echo "== compute-sanitizer"; cat "$WORK/sanitizer/table.txt" 2>/dev/null || tail -10 "$WORK/sanitize.out"; } >>"$summary"
+    ;;
+  bench)
+    OUT="$WORK/bench" HGC_DEBUG="${HGC_DEBUG:-2}" BENCH_ARGS="${BENCH_ARGS:---graph both}" BUDGET_S="${BUDGET_S:-540}" \
+      bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
+    { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
+    ;;
+  *)
+    echo "usage: gpu_session.sh verify|bench [pytest args]" >&2
+    exit 2
+    ;;
+esac
+tar -czf "$OUT/logs.tgz" -C "$WORK" . 2>/dev/null
+cat "$summary"
