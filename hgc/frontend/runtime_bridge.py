@@ -18,16 +18,22 @@ def reader_config(p: DataReaderParams) -> ReaderConfig:
         read_file_sequentially=p.read_file_sequentially)
 
 
+def solver_fields(s: Any) -> dict[str, Any]:
+    """The RunConfig fields a 3.x Solver and a 2.3 solver_parser_helper config share."""
+    return dict(
+        seed=s.seed, batchsize=s.batchsize, batchsize_eval=s.batchsize_eval, max_eval_batches=s.max_eval_batches,
+        repeat_dataset=s.repeat_dataset, use_mixed_precision=s.use_mixed_precision,
+        enable_tf32_compute=s.enable_tf32_compute, scaler=s.scaler,
+        metrics_spec=tuple((m.name, float(v)) for m, v in sorted(s.metrics_spec.items(), key=lambda kv: kv[0].value)),
+        i64_input_key=s.i64_input_key, vvgpu=tuple(tuple(g) for g in s.vvgpu), use_cuda_graph=s.use_cuda_graph,
+        num_iterations_statistics=getattr(s, "num_iterations_statistics", 20))
+
+
 def run_config(solver: Solver, reader: DataReaderParams | None, opt: OptParamsPy, target: str) -> RunConfig:
     s = solver
     return RunConfig(
-        seed=s.seed, batchsize=s.batchsize, batchsize_eval=s.batchsize_eval, max_eval_batches=s.max_eval_batches,
-        lr=s.lr, warmup_steps=s.warmup_steps, decay_start=s.decay_start, decay_steps=s.decay_steps,
-        decay_power=s.decay_power, end_lr=s.end_lr, repeat_dataset=s.repeat_dataset,
-        use_mixed_precision=s.use_mixed_precision, enable_tf32_compute=s.enable_tf32_compute, scaler=s.scaler,
-        metrics_spec=tuple((m.name, float(v)) for m, v in sorted(s.metrics_spec.items(), key=lambda kv: kv[0].value)),
-        i64_input_key=s.i64_input_key, vvgpu=tuple(tuple(g) for g in s.vvgpu), use_cuda_graph=s.use_cuda_graph,
-        num_iterations_statistics=getattr(s, "num_iterations_statistics", 20),
+        **solver_fields(s), lr=s.lr, warmup_steps=s.warmup_steps, decay_start=s.decay_start,
+        decay_steps=s.decay_steps, decay_power=s.decay_power, end_lr=s.end_lr,
         drop_incomplete_batch=s.drop_incomplete_batch, gen_loss_summary=s.gen_loss_summary,
         optimizer=dict(opt.to_attrs()), reader=reader_config(reader) if reader else ReaderConfig(),
         target=target)
@@ -54,15 +60,10 @@ def session_run_config(session: Any, target: str) -> RunConfig:
         num_samples=int(rd.get("num_samples", 0)), eval_num_samples=int(rd.get("eval_num_samples", 0)),
         slot_size_array=tuple(rd.get("slot_size_array", ())))
     return RunConfig(
-        seed=s.seed, batchsize=s.batchsize, batchsize_eval=s.batchsize_eval, max_eval_batches=s.max_eval_batches,
+        **solver_fields(s),
         lr=float(opt.pop("learning_rate", 0.001)), warmup_steps=int(opt.pop("warmup_steps", 1)),
         decay_start=int(opt.pop("decay_start", 0)), decay_steps=int(opt.pop("decay_steps", 1)),
         decay_power=float(opt.pop("decay_power", 2.0)), end_lr=float(opt.pop("end_lr", 0.0)),
-        repeat_dataset=s.repeat_dataset, use_mixed_precision=s.use_mixed_precision,
-        enable_tf32_compute=s.enable_tf32_compute, scaler=s.scaler,
-        metrics_spec=tuple((m.name, float(v)) for m, v in sorted(s.metrics_spec.items(), key=lambda kv: kv[0].value)),
-        i64_input_key=s.i64_input_key, vvgpu=tuple(tuple(g) for g in s.vvgpu), use_cuda_graph=s.use_cuda_graph,
-        num_iterations_statistics=getattr(s, "num_iterations_statistics", 20),
         optimizer=opt, reader=reader, target=target)
 
 
