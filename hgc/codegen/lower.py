@@ -557,8 +557,6 @@ class _Lowering:
             world = 1
             if "placement" in self.plans:
                 world = self.plans["placement"].world_size
-            if world != 1:
-                raise NotBuiltError("multi-GPU embeddings on the cuda target", n.label())
             capacity = vocabulary_per_gpu(a["workspace_size_per_gpu_in_mb"], a["embedding_vec_size"],
                                           state_copies(kind, upd)) * world
             table_sizes: tuple[int, ...] = ()

@@ -753,7 +753,8 @@ class Checkpoints:
         from hgc.runtime import checkpoint as ck
         from hgc.runtime.dist import checkpoint as dist_ck
 
-        if not self.t.device and dist_ck.needs_resharding(self.t, name, path):
+        if (not self.t.device or getattr(self.t.executor, "distributed", False)) \
+                and dist_ck.needs_resharding(self.t, name, path):
             dist_ck.load_sparse_optimizer_states(self.t, name, path)
             return
 

@@ -7,8 +7,9 @@ group. Calls on several local GPUs are grouped (``groupStart``/``groupEnd``) so 
 Variable sizes: the pieces' shapes travel first as small int64 headers (an ``allGather``), then the data
 (``allGather`` padded to the largest piece, or grouped ``send``/``recv`` pairs for all-to-all, self
 included). ``allreduce_async`` runs on a separate communication stream per GPU, ordered after the work
-already queued on the compute stream; ``wait()`` makes the compute stream wait for it — the hook for
-overlapping gradient all-reduce with the rest of the backward pass.
+already queued on the compute stream, or after given events (``after``: where each GPU's backward pass
+finished the bucket); ``wait()`` makes the compute stream wait for it — the overlap of gradient all-reduce
+with the rest of the backward pass.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hgc.runtime.dist.comm import Communicator, Pending
+from hgc.runtime.dist.comm import Communicator, Pending, ordered_sum
 from hgc.runtime.dist.topology import Topology
 
 MAX_DIMS = 7  # header: [ndim, d0 … d6]
@@ -136,7 +137,10 @@ class NcclComm(Communicator):
     def allreduce(self, bufs: Sequence[Any]) -> list[Any]:
         return self.allreduce_async(bufs).wait()
 
-    def allreduce_async(self, bufs: Sequence[Any]) -> Pending:
+    def allreduce_async(self, bufs: Sequence[Any], after: Sequence[Any] | None = None) -> Pending:
+        """The sum, on the communication streams; each starts after ``after[i]`` (a CUDA event of local GPU i,
+        e.g. where its backward pass finished a gradient bucket), by default after the work queued so far
+        on the current stream."""
         self._check(bufs, "allreduce")
         cp, nccl = self.cp, self.nccl
         outs: list[Any] = []
@@ -149,7 +153,7 @@ class NcclComm(Communicator):
                     b = cp.ascontiguousarray(b)
                     keep.append(b)
                     out = cp.empty_like(b)
-                    ready = cp.cuda.get_current_stream().record()
+                    ready = after[i] if after is not None else cp.cuda.get_current_stream().record()
                     s = self._comm_streams[i]
                     s.wait_event(ready)
                     self.comms[i].allReduce(b.data.ptr, out.data.ptr, b.size, self._dt(b), nccl.NCCL_SUM, s.ptr)
@@ -184,16 +188,26 @@ class NcclComm(Communicator):
         return [[row[j, :int(np.prod(shapes[j], dtype=np.int64))].reshape(shapes[j])
                  for j in range(self.world_size)] for row in gathered]
 
-    def alltoall(self, send: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    #: alltoall takes ``recv_shapes``: callers that know what arrives skip the header exchange (and its sync)
+    accepts_recv_shapes = True
+
+    def alltoall(self, send: Sequence[Sequence[Any]],
+                 recv_shapes: Sequence[Sequence[tuple[int, ...]]] | None = None) -> list[list[Any]]:
+        """``recv_shapes[i][j]``, when given, is the shape of what local GPU i receives from GPU j (then the
+        pieces' shapes are not exchanged first, and nothing waits for the device)."""
         self._check(send, "alltoall")
         cp, g = self.cp, self.world_size
         if any(len(row) != g for row in send):
             raise ValueError(f"nccl alltoall: every local GPU must send one piece to each of {g} GPUs")
-        heads = self._headers([np.stack([self._header(p) for p in row]) for row in send])  # (G src, G dst, H)
+        if recv_shapes is None:
+            heads = self._headers([np.stack([self._header(p) for p in row]) for row in send])  # (G src, G dst, H)
+            shapes = [[self._shape(heads[j, gid]) for j in range(g)] for gid in self.local]
+        else:
+            shapes = [[tuple(int(d) for d in s) for s in row] for row in recv_shapes]
         recv: list[list[Any]] = []
-        for i, (gid, d) in enumerate(zip(self.local, self.devices)):
+        for i, d in enumerate(self.devices):
             with cp.cuda.Device(d):
-                recv.append([cp.empty(self._shape(heads[j, gid]), send[i][0].dtype) for j in range(g)])
+                recv.append([cp.empty(shapes[i][j], send[i][0].dtype) for j in range(g)])
 
         pieces = [[self._contig(p, d) for p in row] for row, d in zip(send, self.devices)]  # alive through the group
 
@@ -207,6 +221,23 @@ class NcclComm(Communicator):
                     c.recv(recv[i][j].data.ptr, recv[i][j].size, self._dt(recv[i][j]), j, stream)
         self._grouped(body)
         return recv
+
+    def reduce_scatter(self, bufs: Sequence[Any], counts: Sequence[int]) -> list[Any]:
+        """As the base class (an all-to-all, then the sums in GPU order), each sum on its own device; what
+        arrives is known (every GPU's arrays share their trailing shape), so no header exchange."""
+        self._check(bufs, "reduce_scatter")
+        if len(counts) != self.world_size:
+            raise ValueError(f"{self.backend} reduce_scatter: {len(counts)} counts for {self.world_size} GPUs")
+        bounds = [0]
+        for c in counts:
+            bounds.append(bounds[-1] + int(c))
+        shapes = [[(int(counts[gid]),) + tuple(b.shape[1:])] * self.world_size for gid, b in zip(self.local, bufs)]
+        pieces = self.alltoall([[b[bounds[j]:bounds[j + 1]] for j in range(self.world_size)] for b in bufs], shapes)
+        out = []
+        for parts, d in zip(pieces, self.devices):
+            with self.cp.cuda.Device(d):
+                out.append(ordered_sum(parts))
+        return out
 
     def broadcast(self, bufs: Sequence[Any], root: int) -> list[Any]:
         self._check(bufs, "broadcast")

@@ -395,7 +395,8 @@ def wrap_executor(trainer: Any, compiled: Any = None, *, backend: str = "auto", 
                   bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> Any:
     """Give ``trainer`` (its executor, tables and sparse optimizers already built for one GPU) the GPUs of
     its ``cfg.vvgpu``, as ``compiled``'s placement plan shards them; returns the executor the Trainer must
-    use (the old one for a single GPU). Calling it again returns the distributed executor unchanged."""
+    use (the old one for a single GPU). Calling it again returns the distributed executor unchanged. A
+    trainer on the cuda target gets :func:`hgc.runtime.dist.cuda_parallel.wrap_cuda_executor`'s executor."""
     ex = trainer.executor
     if getattr(ex, "distributed", False):
         return ex
@@ -403,6 +404,13 @@ def wrap_executor(trainer: Any, compiled: Any = None, *, backend: str = "auto", 
     if topology.world_size == 1:
         return ex
     if not isinstance(ex, CpuExecutor):
+        if getattr(trainer, "device", False):  # the cuda target: hgc.runtime.dist.cuda_parallel
+            from hgc.runtime.dist.cuda_parallel import wrap_cuda_executor
+
+            if comm is not None:
+                raise ValueError("wrap_executor(comm=...) is for the cpu target; the cuda target makes its device "
+                                 "communicator itself (backend='auto' | 'inprocess' | 'nccl')")
+            return wrap_cuda_executor(trainer, compiled, backend=backend, bucket_bytes=bucket_bytes)
         raise NotBuiltError(f"training on several GPUs (vvgpu = {[list(r) for r in topology.vvgpu]}) with the "
                             f"{type(ex).__name__}", "Trainer")
     comm = comm or make_communicator(topology, backend)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,8 @@ def run_ranks(n: int, kind: str, vvgpu: list[list[int]], data: dict[str, Any], o
 @pytest.mark.parametrize("vvgpu", [[[0], [1]], [[0, 1], [2], [3]]], ids=["2ranks", "3ranks-4gpus"])
 def test_every_collective_over_mpi(vvgpu: list[list[int]]) -> None:
     out = mpirun(len(vvgpu), "tests.runtime.dist.mpi_check", json.dumps(vvgpu))
-    assert sorted(line for line in out.splitlines() if line.endswith(" ok")) == [f"rank {r} ok"
-                                                                                for r in range(len(vvgpu))]
+    # ranks share stdout: two lines may arrive on one line under load, so find the marks anywhere
+    assert sorted(re.findall(r"rank \d+ ok", out)) == [f"rank {r} ok" for r in range(len(vvgpu))]
 
 
 # (LocalizedSlotSparseEmbeddingOneHot is single-node only: the placement plan refuses it on several ranks)

@@ -1,0 +1,301 @@
+"""The rows and sparse optimizer of one embedding shard where its GPU keeps them: a *store*.
+
+The multi-GPU cuda runtime (:mod:`hgc.runtime.dist.device_tables`) keeps the key → row bookkeeping of every
+shard on the host, as the cpu target's shards do, and asks the store for the array work:
+
+* ``combine(offsets, rows, table=None)`` — the sum of each CSR segment's rows (rows < 0 add nothing), float32;
+* ``row_grads(offsets, rows, seg_grads)`` — (distinct rows ascending, the sum of their keys' segment
+  gradients), keys in batch order within a row: deterministic;
+* ``apply(rows, grads, lr, scaler)`` — one step of the table's sparse optimizer (an empty step still counts);
+* ``key_grads(offsets, rows, seg_grads)`` — what ``apply`` takes for a shard's keys: the row sums, or, for
+  SGD with atomic updates on the GPU, the per-key gradients themselves (applied by one scatter kernel with
+  no sort and no synchronisation, as the single-GPU table does);
+* ``gather(rows)``, and host reads and writes of rows, optimizer states and LazyGlobal step marks.
+
+:class:`CupyStore` holds a :class:`~hgc.runtime.cuda.embedding.DeviceEmbedding` in one-hot mode (one slot of
+``capacity`` rows, combiner sum) and runs its generated kernels (``combine``, ``grad_reduce``, the optimizer)
+rendered in float32 whatever the model's precision, so partial sums travel between GPUs in float32.
+:class:`HostStore` does the same with NumPy and the cpu target's SparseOptimizer — the fake GPU of the tests.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hgc.codegen.plan import EmbeddingTableSpec, KernelSpec, Params
+from hgc.runtime.dist.places import Place
+from hgc.runtime.dist.shard import row_grads, segment_sums, shard_optimizer
+from hgc.runtime.optim.sparse import SparseOptimizer
+
+BLOCK = 256
+MAX_BLOCKS = 8192
+WARP_BLOCK = (32, 8, 1)
+
+
+def _grid(n: int, per_block: int) -> tuple[int, int, int]:
+    return (max(1, min(MAX_BLOCKS, -(-n // per_block))), 1, 1)
+
+
+def shard_kernel_spec(table_spec: KernelSpec) -> KernelSpec:
+    """The embedding module of a table's shards: the table's own template parameters, but float32 in and out
+    and a plain sum (the mean's 1/nnz over the whole batch is applied by the exchange code)."""
+    params = Params({**dict(table_spec.params), "dtype": "float32", "combiner": "sum"})
+    return KernelSpec(table_spec.template, f"{table_spec.name}_shard", params, table_spec.nodes, table_spec.passes)
+
+
+class Store(ABC):
+    """Rows (capacity × vec float32) and sparse optimizer of one shard on ``place``."""
+
+    def __init__(self, place: Place, name: str, capacity: int, vec: int, ref_opt: SparseOptimizer) -> None:
+        self.place, self.name = place, name
+        self.capacity, self.vec = int(capacity), int(vec)
+        self.ref_opt = ref_opt
+
+    @property
+    def lazy(self) -> bool:
+        return self.ref_opt.update_type == "LazyGlobal" and self.ref_opt.optimizer == "Adam"
+
+    @property
+    @abstractmethod
+    def times(self) -> int: ...
+
+    @times.setter
+    @abstractmethod
+    def times(self, value: int) -> None: ...
+
+    @abstractmethod
+    def combine(self, offsets: Any, rows: Any, table: Any = None) -> Any: ...
+
+    @abstractmethod
+    def row_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]: ...
+
+    def key_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
+        """What :meth:`apply` takes for the keys ``rows`` (CSR ``offsets``) and their segments' gradients:
+        the summed row gradients (:meth:`row_grads`), unless the store can apply per-key gradients itself."""
+        return self.row_grads(offsets, rows, seg_grads)
+
+    @abstractmethod
+    def apply(self, rows: Any, grads: Any, lr: float, scaler: float) -> None:
+        """One optimizer step from (distinct rows, their gradients) or what :meth:`key_grads` returned."""
+
+    @abstractmethod
+    def gather(self, rows: Any) -> Any: ...
+
+    @abstractmethod
+    def read(self, rows: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def state_arrays(self) -> list[np.ndarray]:
+        """Host copies of the whole state buffers, one per state kind."""
+
+    @abstractmethod
+    def load_state_arrays(self, states: list[np.ndarray]) -> None:
+        """Replace the state buffers (as SparseOptimizer.load_states, including the Global update's span)."""
+
+    @abstractmethod
+    def prev_time(self) -> np.ndarray | None:
+        """LazyGlobal Adam: a host copy of every row's last-update step; else None."""
+
+    @abstractmethod
+    def set_prev_time(self, rows: np.ndarray, values: np.ndarray) -> None: ...
+
+
+class KeyGradients:
+    """Per-key gradients kept for an update straight from the keys (SGD with atomic updates): the keys' rows
+    (CSR ``offsets``, rows < 0 skipped) and their segments' gradients."""
+
+    def __init__(self, offsets: Any, rows: Any, seg_grads: Any) -> None:
+        self.offsets, self.rows, self.seg_grads = offsets, rows, seg_grads
+
+
+class HostStore(Store):
+    """A store in host memory: NumPy rows and the cpu target's SparseOptimizer."""
+
+    def __init__(self, place: Place, name: str, capacity: int, vec: int, ref_opt: SparseOptimizer) -> None:
+        super().__init__(place, name, capacity, vec, ref_opt)
+        self.rows = np.zeros((self.capacity, self.vec), np.float32)
+        self.opt = shard_optimizer(ref_opt, self.capacity)
+
+    @property
+    def times(self) -> int:
+        return self.opt.times
+
+    @times.setter
+    def times(self, value: int) -> None:
+        self.opt.times = int(value)
+
+    def combine(self, offsets: Any, rows: Any, table: Any = None) -> np.ndarray:
+        src = self.rows if table is None else np.ascontiguousarray(table, np.float32)
+        return segment_sums(np.ascontiguousarray(offsets, np.int64), np.ascontiguousarray(rows, np.int64),
+                            src).astype(np.float32)
+
+    def row_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[np.ndarray, np.ndarray]:
+        return row_grads(np.ascontiguousarray(offsets, np.int64), np.ascontiguousarray(rows, np.int64),
+                         np.asarray(seg_grads, np.float64).reshape(-1, self.vec), self.vec)
+
+    def apply(self, rows: Any, grads: Any, lr: float, scaler: float) -> None:
+        self.opt.update(self.rows, np.asarray(rows, np.int64), np.asarray(grads, np.float32), lr, scaler)
+
+    def gather(self, rows: Any) -> np.ndarray:
+        return self.rows[np.asarray(rows, np.int64)]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        return self.rows[np.asarray(rows, np.int64)].copy()
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        self.rows[np.asarray(rows, np.int64)] = np.asarray(vectors, np.float32).reshape(-1, self.vec)
+
+    def state_arrays(self) -> list[np.ndarray]:
+        return [s.copy() for s in self.opt.states()]
+
+    def load_state_arrays(self, states: list[np.ndarray]) -> None:
+        self.opt.load_states(states)
+
+    def prev_time(self) -> np.ndarray | None:
+        return self.opt.prev_time.copy() if self.lazy else None
+
+    def set_prev_time(self, rows: np.ndarray, values: np.ndarray) -> None:
+        if self.lazy:
+            self.opt.prev_time[np.asarray(rows, np.int64)] = np.asarray(values, np.uint64)
+
+
+class CupyStore(Store):
+    """A store on a CUDA device: a one-hot DeviceEmbedding of ``capacity`` rows and its optimizer states,
+    driven through the shard kernel module (``kernels`` must hold ``spec``, see :func:`shard_kernel_spec`)."""
+
+    def __init__(self, place: Place, name: str, capacity: int, vec: int, ref_opt: SparseOptimizer,
+                 optimizer: Mapping[str, Any], spec: KernelSpec, kernels: Any) -> None:
+        super().__init__(place, name, capacity, vec, ref_opt)
+        from hgc.runtime.cuda.embedding import DeviceEmbedding
+
+        self.cp = place.xp
+        table = EmbeddingTableSpec(name, "LocalizedSlotSparseEmbeddingOneHot", "", "", self.vec, 1, "sum",
+                                   self.capacity, (self.capacity,), True, Params(dict(optimizer)), spec.name,
+                                   "float32")
+        with place:
+            self.emb = DeviceEmbedding(table, kernels, self.cp.zeros((self.capacity, self.vec), self.cp.float32))
+        self.vn = self.vec // (4 if self.vec % 4 == 0 else (2 if self.vec % 2 == 0 else 1))
+
+    def _launch(self, fn: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple) -> None:
+        from hgc.runtime.cuda.device import debug_level, sync_check
+
+        self.emb.kernels(self.emb.spec.spec, fn)(grid, block, args)
+        if debug_level() >= 1:
+            sync_check(f"embedding shard '{self.name}' kernel {fn}")
+
+    @property
+    def times(self) -> int:
+        return int(self.emb.times)
+
+    @times.setter
+    def times(self, value: int) -> None:
+        self.emb.times = int(value)
+
+    def combine(self, offsets: Any, rows: Any, table: Any = None) -> Any:
+        cp = self.cp
+        nseg = int(offsets.shape[0]) - 1
+        with self.place:
+            src = self.emb.table if table is None else cp.ascontiguousarray(table, cp.float32)
+            out = cp.empty((nseg, self.vec), cp.float32)
+            if nseg:
+                self._launch("combine", _grid(nseg * self.vn, BLOCK), (BLOCK, 1, 1),
+                             (cp.ascontiguousarray(offsets, cp.int64), cp.ascontiguousarray(rows, cp.int64),
+                              np.int64(nseg), src, out))
+        return out
+
+    def row_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
+        cp = self.cp
+        with self.place:
+            offsets = cp.ascontiguousarray(offsets, cp.int64)
+            rows = cp.ascontiguousarray(rows, cp.int64)
+            nkeys = int(rows.shape[0])
+            kidx = cp.nonzero(rows >= 0)[0].astype(cp.int64) if nkeys else cp.zeros(0, cp.int64)
+            if kidx.shape[0] == 0:
+                return cp.zeros(0, cp.int64), cp.zeros((0, self.vec), cp.float32)
+            seg = cp.searchsorted(offsets[1:], cp.arange(nkeys, dtype=cp.int64), side="right").astype(cp.int64)
+            krows = rows[kidx]
+            order = cp.argsort(krows * nkeys + kidx)  # by row, then key position: deterministic sums
+            unique_rows, counts = cp.unique(krows[order], return_counts=True)
+            starts = cp.concatenate([cp.zeros(1, cp.int64), cp.cumsum(counts).astype(cp.int64)])
+            nunique = int(unique_rows.shape[0])
+            out = cp.empty((nunique, self.vec), cp.float32)
+            grads = cp.ascontiguousarray(seg_grads, cp.float32).reshape(-1, self.vec)
+            self._launch("grad_reduce", _grid(nunique, 8), WARP_BLOCK,
+                         (kidx[order], seg, starts, np.int64(nunique), offsets, grads, out))
+        return unique_rows.astype(cp.int64), out
+
+    def key_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
+        """SGD with atomic updates (HugeCTR's default for SGD) applies every key's gradient as it comes, with
+        no sort and no synchronisation (the single-GPU table's fast path); other optimizers sum per row."""
+        if self.emb.atomic:
+            cp = self.cp
+            with self.place:
+                return KeyGradients(cp.ascontiguousarray(offsets, cp.int64), cp.ascontiguousarray(rows, cp.int64),
+                                    cp.ascontiguousarray(seg_grads, cp.float32).reshape(-1, self.vec)), None
+        return self.row_grads(offsets, rows, seg_grads)
+
+    def apply(self, rows: Any, grads: Any, lr: float, scaler: float) -> None:
+        with self.place:
+            if not isinstance(rows, KeyGradients):
+                self.emb.update(lr, scaler, rows=rows, grads=grads)
+                return
+            self.emb.prepare(lr, scaler)  # this step's lr and 1/scaler into device memory
+            nkeys, nseg = int(rows.rows.shape[0]), int(rows.offsets.shape[0]) - 1
+            if not nkeys or not nseg:
+                return
+            seg = self.cp.empty(nkeys, self.cp.int64)
+            self._launch("segments", _grid(nseg, BLOCK), (BLOCK, 1, 1), (rows.offsets, np.int64(nseg), seg))
+            self._launch("scatter_sgd", _grid(nkeys * self.vec, BLOCK), (BLOCK, 1, 1),
+                         (rows.offsets, np.int64(nseg), rows.rows, seg, rows.seg_grads, self.emb.table, self.emb.hp))
+
+    def gather(self, rows: Any) -> Any:
+        with self.place:
+            return self.emb.table[self.cp.asarray(rows, self.cp.int64)]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        with self.place:
+            return self.place.get(self.emb.table[self.cp.asarray(np.asarray(rows, np.int64))])
+
+    def write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        rows = np.asarray(rows, np.int64)
+        if not rows.size:
+            return
+        with self.place:
+            self.emb.table[self.cp.asarray(rows)] = self.cp.asarray(
+                np.ascontiguousarray(vectors, np.float32).reshape(-1, self.vec))
+
+    def state_arrays(self) -> list[np.ndarray]:
+        return [self.place.get(s) for s in self.emb.states]
+
+    def load_state_arrays(self, states: list[np.ndarray]) -> None:
+        emb = self.emb
+        kinds = self.ref_opt.state_kinds
+        if len(states) != len(emb.states):
+            raise ValueError(f"sparse {self.ref_opt.optimizer}: expected {len(emb.states)} state kind(s) "
+                             f"{list(kinds)}, got {len(states)}")
+        used = np.zeros(self.capacity, bool)
+        with self.place:
+            for kind, mine, theirs in zip(kinds, emb.states, states):
+                arr = np.ascontiguousarray(theirs, np.float32)
+                if arr.size != mine.size:
+                    raise ValueError(f"sparse {self.ref_opt.optimizer}: state '{kind}' has {arr.size} values, "
+                                     f"expected {self.capacity}×{self.vec}")
+                arr = arr.reshape(mine.shape)
+                mine.set(arr)
+                used |= np.any(arr != 0, axis=1)
+            emb.hi.fill(int(np.flatnonzero(used)[-1]) + 1 if used.any() else 0)
+
+    def prev_time(self) -> np.ndarray | None:
+        return self.place.get(self.emb.prev_time) if self.lazy else None
+
+    def set_prev_time(self, rows: np.ndarray, values: np.ndarray) -> None:
+        rows = np.asarray(rows, np.int64)
+        if self.lazy and rows.size:
+            with self.place:
+                self.emb.prev_time[self.cp.asarray(rows)] = self.cp.asarray(np.asarray(values, np.uint64))
