@@ -146,8 +146,11 @@ def relu_margin(graph: Graph, weights: dict[str, list[np.ndarray]], values: dict
 def well_conditioned(g32: Graph, w: dict, tables: dict, pool: Batch, n: int, thr: float = 0.03) -> Batch:
     """``n`` samples of ``pool`` whose ReLU pre-activations all sit at least ``thr`` spreads away from 0
     (in float32). Nearer to 0, the rounding of a reduced-precision forward decides the ReLU mask and the
-    gradient jumps by a whole term: that discontinuity, not the kernels' arithmetic, would dominate."""
-    cpu = CpuExecutor(g32, copy.deepcopy(w), copy.deepcopy(tables), seed=3)
+    gradient jumps by a whole term: that discontinuity, not the kernels' arithmetic, would dominate.
+    The forward over the pool inserts its keys into ``tables`` itself (hash tables hand out rows in the order
+    keys are first seen): executors made from copies of ``tables`` afterwards map every key of the chosen
+    samples to the row it had here, so their pre-activations are the ones measured."""
+    cpu = CpuExecutor(g32, copy.deepcopy(w), tables, seed=3)
     margin = relu_margin(g32, w, cpu.forward(pool, training=True).tensors)
     idx = np.nonzero(margin > thr)[0][:n]
     assert len(idx) == n, f"only {len(idx)} of {pool.n} pool samples are {thr} spreads from every ReLU edge"
