@@ -83,9 +83,14 @@ for tool in "${TOOLS[@]}"; do
       "$PY" "$ONE_STEP" "$m" >"$log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - t0 ))
+    # memcheck ends with "ERROR SUMMARY: N errors", racecheck with "RACECHECK SUMMARY: H hazards displayed (N errors, W warnings)"
     summary=$(grep -E "ERROR SUMMARY: [0-9]+ error" "$log" | tail -n 1)
     n=$(echo "$summary" | grep -oE "[0-9]+" | head -n 1)
     hazards=$(grep -E "RACECHECK SUMMARY" "$log" | tail -n 1)
+    if [ -z "$summary" ] && [ -n "$hazards" ]; then
+      summary="$hazards"
+      n=$(echo "$hazards" | grep -oE "\(([0-9]+) error" | grep -oE "[0-9]+")
+    fi
     step=$(grep "^one_step $m:" "$log" | tail -n 1)
     if [ "$rc" -eq 124 ]; then
       STATUS[$key]="timed out after ${STEP_TIMEOUT}s"

@@ -6,11 +6,16 @@ Dropout: the cpu target draws its masks from NumPy's generator, the GPU from a c
 executor draws the GPU's masks (hgc.runtime.cuda.rng, the host mirror of the kernels' generator), so both runs
 drop the same elements.
 
-Tolerance: CURVE_TOL relative difference per iteration. Both targets compute in fp32 (no TF32), but cuBLAS
-and NumPy sum the GEMMs in different orders (~1e-7 relative per product) and the embeddings' gradient
-reductions differ in order too; a training run carries those differences forward in its weights, where Adam's
-normalisation and 100 steps of learning grow them slowly. 1e-3 leaves room for that growth and still catches
-any real difference in a kernel (a wrong gradient or update moves the curve by far more within a few steps).
+Tolerance. Both targets compute in fp32 (no TF32), but cuBLAS and NumPy sum the GEMMs in different orders
+(~1e-7 relative per product) and the embeddings' gradient reductions differ in order too. A training run carries
+those differences forward in its weights, and with Adam (which turns a gradient of rounding noise into a step of
+±lr), dropout and high learning rates they grow: measured on the H200 host, two *cpu* runs whose learning rates
+differ by 3e-7 part by up to 1e-3 (DeepFM) and 6e-2 (DLRM at the example's lr 0.5) within 100 iterations. So:
+  - the first EARLY_ITERS iterations, before that growth, agree within EARLY_TOL — a wrong gradient, update or
+    mask shows here at once;
+  - the whole curve agrees within max(CURVE_TOL, FLOOR_FACTOR × floor), where floor is that cpu-vs-cpu
+    divergence measured in the same test; DLRM and NCF run at lower learning rates than their examples so that
+    their floors stay below CURVE_TOL.
 
 A model with a layer that has no CUDA kernel yet is skipped with the NotBuiltError message.
 """
@@ -45,13 +50,15 @@ from hgc.runtime.session import TrainingSession  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ITERS = 100
 CURVE_TOL = 1e-3
+EARLY_ITERS, EARLY_TOL = 10, 1e-5
+FLOOR_LR_EPS, FLOOR_FACTOR = 3e-7, 5.0
 SEED = 20261203
 MODELS = {  # script → arguments (small widths: the cpu side runs the same 100 steps)
     "wdl": ["--batch", "512", "--hidden", "256"],
     "dcn": ["--batch", "512", "--hidden", "256"],
     "deepfm": ["--batch", "512", "--hidden", "256"],
-    "dlrm": ["--batch", "256", "--vec", "16"],
-    "ncf": ["--batch", "512", "--hidden", "128"],
+    "dlrm": ["--batch", "256", "--vec", "16", "--lr", "0.05"],
+    "ncf": ["--batch", "512", "--hidden", "128", "--lr", "0.001"],
     "mmoe": ["--expert-widths", "128", "64", "--tower", "32"],
     "din": [],
 }
@@ -100,12 +107,13 @@ def build(script: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     return env["model"]
 
 
-def curve(session: TrainingSession, iters: int) -> list[float]:
-    """``iters`` low-level steps at the scheduler's rates (an epoch-mode source starts over at its end)."""
+def curve(session: TrainingSession, iters: int, lr_scale: float = 1.0) -> list[float]:
+    """``iters`` low-level steps at the scheduler's rates times ``lr_scale`` (an epoch-mode source starts over
+    at its end)."""
     t = session.trainer
     out = []
     for _ in range(iters):
-        t.set_learning_rate(t.scheduler.get_next())
+        t.set_learning_rate(t.scheduler.get_next() * lr_scale)
         if not t.train_once():
             t.set_source("train")
             assert t.train_once()
@@ -137,19 +145,30 @@ def test_cuda_and_cpu_loss_curves_agree(script: str, monkeypatch: pytest.MonkeyP
         record(script, {"skipped": str(e)})
         pytest.skip(str(e))
     assert on_gpu.trainer.target == "cuda"
-    with config.patch(target="cpu"):
-        on_cpu = TrainingSession(model.graph, model.compiled, dataclasses.replace(cfg, target="cpu"),
-                                 model.loss_weights)
-    gpu_masks(on_cpu.trainer.executor)
-    g, c = curve(on_gpu, ITERS), curve(on_cpu, ITERS)
-    g64, c64 = np.asarray(g, np.float64), np.asarray(c, np.float64)
+
+    def cpu_curve(lr_scale: float) -> np.ndarray:
+        with config.patch(target="cpu"):
+            session = TrainingSession(model.graph, model.compiled, dataclasses.replace(cfg, target="cpu"),
+                                      model.loss_weights)
+        gpu_masks(session.trainer.executor)
+        return np.asarray(curve(session, ITERS, lr_scale), np.float64)
+
+    g64 = np.asarray(curve(on_gpu, ITERS), np.float64)
+    c64, c64_lr = cpu_curve(1.0), cpu_curve(1.0 + FLOOR_LR_EPS)
     diff = np.abs(g64 - c64) / np.maximum(np.abs(c64), 1e-6)
-    record(script, {"max_rel_diff": float(diff.max()), "at_iteration": int(diff.argmax()) + 1,
-                    "first_loss": [g[0], c[0]], "last_loss": [g[-1], c[-1]],
-                    "dropout": bool(on_cpu.trainer.executor._dropouts)})
-    print(f"{script}: max relative loss difference {diff.max():.3e} at iteration {diff.argmax() + 1}; "
-          f"loss {c[0]:.5f} -> {c[-1]:.5f}")
+    floor = float((np.abs(c64_lr - c64) / np.maximum(np.abs(c64), 1e-6)).max())
+    tol = max(CURVE_TOL, FLOOR_FACTOR * floor)
+    worst = int(diff.argmax())
+    record(script, {"max_rel_diff": float(diff.max()), "at_iteration": worst + 1,
+                    "early_max": float(diff[:EARLY_ITERS].max()), "floor": floor, "tol": tol,
+                    "first_loss": [g64[0], c64[0]], "last_loss": [g64[-1], c64[-1]],
+                    "dropout": bool(any(n.op == "Dropout" for n in model.graph.nodes()))})
+    print(f"{script}: max relative loss difference {diff.max():.3e} at iteration {worst + 1} (tolerance {tol:.1e}, "
+          f"cpu floor {floor:.1e}); loss {c64[0]:.5f} -> {c64[-1]:.5f}")
     assert np.all(np.isfinite(g64)), "the cuda run has a non-finite loss"
-    assert diff.max() <= CURVE_TOL, (f"{script}: curves differ by {diff.max():.3e} at iteration "
-                                     f"{diff.argmax() + 1}: cuda {g[diff.argmax()]} vs cpu {c[diff.argmax()]}")
+    early = int(diff[:EARLY_ITERS].argmax())
+    assert diff[early] <= EARLY_TOL, (f"{script}: iteration {early + 1} differs by {diff[early]:.3e}: "
+                                      f"cuda {g64[early]} vs cpu {c64[early]}")
+    assert diff[worst] <= tol, (f"{script}: curves differ by {diff[worst]:.3e} at iteration {worst + 1} "
+                                f"(tolerance {tol:.1e}): cuda {g64[worst]} vs cpu {c64[worst]}")
     assert c64[-10:].mean() < c64[:10].mean()  # and the model learns
