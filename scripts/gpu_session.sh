@@ -13,7 +13,7 @@ OUT="${OUT:-$PWD/out}"
 WORK="${TMPDIR:-/tmp}/hgc_session"
 rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HGC_CACHE_DIR="${TMPDIR:-/tmp}/hgc_cache"
-export HGC_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export HGC_COMMIT="${HGC_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"  # the device copy's .git may lag: pass it
 stage="${1:-verify}"; shift || true
 summary="$OUT/summary.txt"
 : >"$summary"
