@@ -67,6 +67,25 @@ def test_bias_gradient(dtype: str, rows: int, cols: int) -> None:
         assert np.array_equal(db, column_sums(emu.as_float64(g0, dtype), parts, db0))
 
 
+@pytest.mark.parametrize("act", ["Relu", "Non"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_forward_follows_the_column(dtype: str, act: str) -> None:
+    """y = act(y + b) in place: the kernel tracks each element's column across grid strides (blocks x
+    threads both smaller and larger than a row, strides that wrap around the row several times)."""
+    r = np.random.default_rng(11)
+    m = module("bias_act", dtype=dtype, act=act)
+    for rows, cols, blocks, threads in [(5, 33, 1, 32), (7, 70, 3, 64), (200, 33, 2, 128), (3, 1, 1, 32),
+                                        (13, 257, 5, 32)]:
+        y0 = emu.host_array(r.uniform(-1, 1, (rows, cols)), dtype)
+        b = r.uniform(-1, 1, cols).astype(np.float32)
+        y = y0.copy()
+        m("fwd", (blocks, 1), (threads, 1), y, b, np.int64(rows), np.int32(cols))
+        want = emu.as_float64(y0, dtype) + b
+        if act == "Relu":
+            want = np.maximum(want, 0.0)
+        assert rel(emu.as_float64(y, dtype), want) < TOL[dtype], (rows, cols, blocks, threads)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_reduce_column_sums(dtype: str) -> None:
     rows, cols = 77, 45

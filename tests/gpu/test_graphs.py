@@ -199,8 +199,9 @@ def keys_batch(n: int, one_hot: bool, seed: int) -> SparseBatch:
 
 @pytest.mark.parametrize("optimizer,update,atomic", CASES)
 @pytest.mark.parametrize("one_hot", [False, True])
-def test_fused_update_equals_backward_then_update(optimizer: str, update: str, atomic: bool, one_hot: bool) -> None:
-    vec = 7
+@pytest.mark.parametrize("vec", [7, 16])  # 16: vectorised kernels (atomic SGD adds float4 at once on sm_90)
+def test_fused_update_equals_backward_then_update(optimizer: str, update: str, atomic: bool, one_hot: bool,
+                                                  vec: int) -> None:
     a, b = tables(vec, optimizer, update, atomic, one_hot, "mean" if not one_hot else "sum")
     lr, scaler = 0.05, 2.0
     for step in range(4):
