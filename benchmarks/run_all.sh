@@ -6,7 +6,8 @@
 #   OUT=/tmp/o bash benchmarks/run_all.sh                       # all models, all precisions, baselines
 #   MODELS="dlrm" BENCH_ARGS="--precisions fp32,fp16" bash benchmarks/run_all.sh
 #   BASELINES=0 bash benchmarks/run_all.sh                      # hgc only
-# HGC_DEBUG=2 adds each variant's per-kernel table. MICRO=1 runs benchmarks/micro.py first.
+# HGC_DEBUG=2 adds each variant's per-kernel table. MICRO=1 runs benchmarks/micro.py first. E2E=0 skips the
+# end-to-end / compile-time run (benchmarks/e2e.py) that closes the call.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out}"
@@ -42,4 +43,10 @@ if [ "${BASELINES:-1}" = "1" ]; then
       --json "$OUT/results.jsonl" $ARGS 2>&1 | tee -a "$LOG"
   done
 fi
+if [ "${E2E:-1}" = "1" ]; then  # DLRM from a Raw file vs in memory (>= 90 %), compile time cold / cached
+  t=$(left); [ "$t" -lt 60 ] && echo "budget spent: skipping e2e" | tee -a "$LOG" || \
+    timeout "$(( t < 150 ? t : 150 ))" "$PY" benchmarks/e2e.py --compile --samples 1048576 --iters 20 2>&1 \
+      | tee -a "$LOG" | tee "$OUT/e2e.txt"
+fi
 "$PY" benchmarks/common.py summary "$OUT/results.jsonl" 2>&1 | tee "$OUT/summary.txt"
+tail -n 6 "$OUT/e2e.txt" 2>/dev/null | tee -a "$OUT/summary.txt"
