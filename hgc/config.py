@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator
+from typing import Any
 
 
 def _env(name: str, default: str) -> str:
@@ -27,7 +28,7 @@ class Config:
     counters: Counter = field(default_factory=Counter)
 
     @contextlib.contextmanager
-    def patch(self, **kw: Any) -> Iterator["Config"]:
+    def patch(self, **kw: Any) -> Iterator[Config]:
         names = {f.name for f in fields(self)}
         for k in kw:
             if k not in names:

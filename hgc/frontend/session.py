@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hgc.config import config
-
 from hgc.frontend._args import (
     REQUIRED,
     as_bool,
@@ -42,7 +41,6 @@ from hgc.frontend.target import active_target
 from hgc.ir.graph import Graph
 from hgc.ir.registry import get_op
 from hgc.passes.context import PassContext, PipelineResult
-
 
 
 @dataclass

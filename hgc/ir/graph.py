@@ -152,7 +152,7 @@ class Graph:
                     out[k] = self.tensor_type(k)
         return out
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         g = Graph(self.meta)
         for n in self.nodes():
             g.add(n)

@@ -44,7 +44,7 @@ class Attrs(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"Attrs({self._d!r})"
 
-    def replace(self, **kw: Any) -> "Attrs":
+    def replace(self, **kw: Any) -> Attrs:
         return Attrs({**self._d, **kw})
 
 
@@ -72,7 +72,7 @@ class Node:
         if not self.name:
             object.__setattr__(self, "name", self.outputs[0] if self.outputs else self.op)
 
-    def replace(self, **kw: Any) -> "Node":
+    def replace(self, **kw: Any) -> Node:
         d = {f: getattr(self, f) for f in ("op", "inputs", "outputs", "attrs", "types", "name")}
         d.update(kw)
         return Node(**d)

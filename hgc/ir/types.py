@@ -21,12 +21,12 @@ class Batch:
 
     scale: Fraction = Fraction(1)
 
-    def __mul__(self, k: int | Fraction) -> "Batch":
+    def __mul__(self, k: int | Fraction) -> Batch:
         return Batch(self.scale * k)
 
     __rmul__ = __mul__
 
-    def __truediv__(self, k: int | Fraction) -> "Batch":
+    def __truediv__(self, k: int | Fraction) -> Batch:
         return Batch(self.scale / k)
 
     def at(self, batch: int) -> int:
@@ -97,7 +97,7 @@ class TensorType:
         """Size of the last dimension."""
         return self.shape[-1]
 
-    def with_dtype(self, dtype: str) -> "TensorType":
+    def with_dtype(self, dtype: str) -> TensorType:
         return TensorType(self.shape, dtype, self.sparse)
 
     def concrete(self, batch: int) -> tuple[int, ...]:

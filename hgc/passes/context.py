@@ -29,7 +29,7 @@ class PassContext:
     stop_after: str | None = None
     verify: bool = True
     dump_dir: Path | None = None
-    instruments: list[Callable[[str, Graph, "PassResult"], None]] = field(default_factory=list)
+    instruments: list[Callable[[str, Graph, PassResult], None]] = field(default_factory=list)
     counters: Counter = field(default_factory=Counter)
     plans: dict[str, Any] = field(default_factory=dict)  # "placement", "buffers", "precision", …
 

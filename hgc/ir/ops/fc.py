@@ -6,8 +6,18 @@ from typing import Any
 
 import numpy as np
 
-from hgc.ir.ops._common import (init_attr, init_fields, positive, read_init_fields, require, rows, static,
-                                truncated_normal, uniform, zeros)
+from hgc.ir.ops._common import (
+    init_attr,
+    init_fields,
+    positive,
+    read_init_fields,
+    require,
+    rows,
+    static,
+    truncated_normal,
+    uniform,
+    zeros,
+)
 from hgc.ir.registry import Attr, OpDef, RefContext, WeightSpec, register
 from hgc.ir.types import TensorType
 

@@ -21,8 +21,16 @@ from typing import Any
 import numpy as np
 
 from hgc.ir.ops._common import require
-from hgc.ir.ops._shape_rules import (count, dense, divide, index_list, int_at_least, is_bool, reshape_shape,
-                                     static_dim)
+from hgc.ir.ops._shape_rules import (
+    count,
+    dense,
+    divide,
+    index_list,
+    int_at_least,
+    is_bool,
+    reshape_shape,
+    static_dim,
+)
 from hgc.ir.registry import Attr, OpDef, RefContext, register
 from hgc.ir.types import TensorType
 
