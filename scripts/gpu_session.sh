@@ -4,11 +4,14 @@
 #   examples: each example trained on the GPU with HGC_TARGET unset, compute-sanitizer on a DLRM and a DIN
 #             step (scripts/sanitize.sh)                                                 (~2 min)
 #   bench:    every model benchmark beside its PyTorch baseline (benchmarks/run_all.sh)  (~4 min)
+#   quick:    the gpu tests matching QUICK_K (kernels a change touched), then bench in TF32 and fp16 with
+#             CUDA graphs only (~6 min): one call to check a kernel change and measure it
 # The device tool brings back at most 8 files, so the logs are packed into $OUT/logs.tgz; $OUT/summary.txt
 # holds the tables, and is printed last.
 #   OUT=$OUT bash scripts/gpu_session.sh verify [pytest args]
 #   OUT=$OUT bash scripts/gpu_session.sh examples
 #   OUT=$OUT bash scripts/gpu_session.sh bench
+#   OUT=$OUT bash scripts/gpu_session.sh quick
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out}"
@@ -41,8 +44,16 @@ case "$stage" in
       bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
     { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
     ;;
+  quick)
+    k="${QUICK_K:-fused_update or InnerProduct or bias or Fused or nteraction or copy or Concat or dlrm or wdl}"
+    OUT="$WORK/tests" timeout "${TEST_BUDGET_S:-200}" bash scripts/gpu_check.sh -k "$k" "$@" >"$WORK/gpu_check.out" 2>&1
+    { echo "== gpu tests -k '$k' (commit $HGC_COMMIT)"; cat "$WORK/tests/table.txt" 2>/dev/null || tail -20 "$WORK/gpu_check.out"; } >>"$summary"
+    OUT="$WORK/bench" HGC_DEBUG="${HGC_DEBUG:-2}" BENCH_ARGS="--precisions tf32,fp16 --graph on" \
+      BUDGET_S="${BUDGET_S:-330}" bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
+    { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
+    ;;
   *)
-    echo "usage: gpu_session.sh verify|examples|bench [pytest args]" >&2
+    echo "usage: gpu_session.sh verify|examples|bench|quick [pytest args]" >&2
     exit 2
     ;;
 esac
