@@ -12,9 +12,6 @@ On two GPUs (skipped with fewer): vvgpu=[[0, 1]] in one process (peer copies, an
 Tolerances: the dense gradients are sums of per-GPU GEMMs instead of one GEMM, and the Distributed table's
 partial sums travel in float32, so results differ from one GPU by float32 rounding that Adam carries on:
 TOL relative after 30 steps, TOL_100 after 100.
-
-Hash-table models need the lowering to accept several GPUs (hgc/codegen/lower.py raises NotBuiltError
-"multi-GPU embeddings on the cuda target" for them); until it does, those cases xfail with that reason.
 """
 from __future__ import annotations
 
@@ -39,7 +36,6 @@ cp = gpu()
 
 import hgc
 from hgc.config import config
-from hgc.errors import NotBuiltError
 from hgc.runtime.dist.checkpoint import load_snapshot, save_snapshot, table_snapshot
 from hgc.runtime.dist.cuda_parallel import (
     DistributedCudaExecutor,
@@ -56,7 +52,6 @@ TOL, TOL_100 = 2e-4, 2e-3
 KINDS = ("wdl", "onehot", "hybrid")
 GPUS = int(cp.cuda.runtime.getDeviceCount())
 two_gpus = pytest.mark.skipif(GPUS < 2, reason=f"needs 2 GPUs, {GPUS} visible")
-LOWERING_HOOK = "multi-GPU embeddings on the cuda target"
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +79,9 @@ def results(t: Any, losses: list[float]) -> dict[str, np.ndarray]:
 def trained(kind: str, vvgpu: list[list[int]], data: dict[str, Any], steps: int, **kw: Any
             ) -> tuple[Any, dict[str, np.ndarray]]:
     """A model of ``kind`` on ``vvgpu``, cuda target, trained ``steps`` steps (hybrid: statistics over 4)."""
-    try:
-        with config.patch(target="cuda"):
-            m = worker.build(kind, vvgpu, data, **kw)
-            t = worker.trainer_of(m, statistics=4)
-    except NotBuiltError as e:
-        if LOWERING_HOOK in str(e):
-            pytest.xfail(f"hgc/codegen/lower.py still refuses hash tables on several GPUs: {e}")
-        raise
+    with config.patch(target="cuda"):
+        m = worker.build(kind, vvgpu, data, **kw)
+        t = worker.trainer_of(m, statistics=4)
     assert t.target == "cuda"
     return t, results(t, worker.train(t, steps))
 
@@ -233,8 +223,6 @@ def mpirun_cuda(n: int, args: list[str], timeout: int = 400) -> None:
     cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(n), sys.executable, "-m",
            "tests.runtime.dist.worker", *args]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if r.returncode and LOWERING_HOOK in r.stdout + r.stderr:
-        pytest.xfail("hgc/codegen/lower.py still refuses hash tables on several GPUs")
     assert r.returncode == 0, f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
