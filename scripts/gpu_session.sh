@@ -23,10 +23,21 @@ stage="${1:-verify}"; shift || true
 summary="$OUT/summary.txt"
 : >"$summary"
 
+# gpu_tests BUDGET_S [pytest args]: scripts/gpu_check.sh, its table into the summary
+gpu_tests() {
+  local budget="$1"; shift
+  OUT="$WORK/tests" timeout "$budget" bash scripts/gpu_check.sh "$@" >"$WORK/gpu_check.out" 2>&1
+  { echo "== gpu tests $* (commit $HGC_COMMIT)"; cat "$WORK/tests/table.txt" 2>/dev/null || tail -20 "$WORK/gpu_check.out"; } >>"$summary"
+}
+# benchmarks BENCH_ARGS BUDGET_S: benchmarks/run_all.sh, its table into the summary
+benchmarks() {
+  OUT="$WORK/bench" HGC_DEBUG="${HGC_DEBUG:-2}" BENCH_ARGS="$1" BUDGET_S="$2" bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
+  { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
+}
+
 case "$stage" in
   verify)
-    OUT="$WORK/tests" timeout "${TEST_BUDGET_S:-540}" bash scripts/gpu_check.sh "$@" >"$WORK/gpu_check.out" 2>&1
-    { echo "== gpu tests (commit $HGC_COMMIT)"; cat "$WORK/tests/table.txt" 2>/dev/null || tail -20 "$WORK/gpu_check.out"; } >>"$summary"
+    gpu_tests "${TEST_BUDGET_S:-540}" "$@"
     ;;
   examples)
     echo "== examples on the GPU (HGC_TARGET unset)" >>"$summary"
@@ -40,17 +51,12 @@ case "$stage" in
     { echo "== compute-sanitizer"; cat "$WORK/sanitizer/table.txt" 2>/dev/null || tail -10 "$WORK/sanitize.out"; } >>"$summary"
     ;;
   bench)
-    OUT="$WORK/bench" HGC_DEBUG="${HGC_DEBUG:-2}" BENCH_ARGS="${BENCH_ARGS:---graph both}" BUDGET_S="${BUDGET_S:-540}" \
-      bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
-    { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
+    benchmarks "${BENCH_ARGS:---graph both}" "${BUDGET_S:-540}"
     ;;
   quick)
     k="${QUICK_K:-fused_update or InnerProduct or bias or Fused or nteraction or copy or Concat or dlrm or wdl}"
-    OUT="$WORK/tests" timeout "${TEST_BUDGET_S:-200}" bash scripts/gpu_check.sh -k "$k" "$@" >"$WORK/gpu_check.out" 2>&1
-    { echo "== gpu tests -k '$k' (commit $HGC_COMMIT)"; cat "$WORK/tests/table.txt" 2>/dev/null || tail -20 "$WORK/gpu_check.out"; } >>"$summary"
-    OUT="$WORK/bench" HGC_DEBUG="${HGC_DEBUG:-2}" BENCH_ARGS="--precisions tf32,fp16 --graph on" \
-      BUDGET_S="${BUDGET_S:-330}" bash benchmarks/run_all.sh >"$WORK/bench.out" 2>&1
-    { echo "== benchmarks (commit $HGC_COMMIT)"; cat "$WORK/bench/summary.txt" 2>/dev/null || tail -30 "$WORK/bench.out"; } >>"$summary"
+    gpu_tests "${TEST_BUDGET_S:-200}" -k "$k" "$@"
+    benchmarks "--precisions tf32,fp16 --graph on" "${BUDGET_S:-330}"
     ;;
   *)
     echo "usage: gpu_session.sh verify|examples|bench|quick [pytest args]" >&2
