@@ -92,7 +92,8 @@ def _cuda_roots() -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def include_dirs() -> tuple[str, ...]:
-    """Folders holding cuda_fp16.h (CUDA toolkit, or the pip runtime wheel)."""
+    """Folders holding cuda_fp16.h (CUDA toolkit, or the pip runtime wheel), then the pip nvcc wheel's folder
+    with crt/mma.h (the tensor-core kernels' <mma.h> needs it; a toolkit's include folder has both)."""
     found = []
     for root in _cuda_roots():
         for sub in ("include", "targets/x86_64-linux/include", "targets/sbsa-linux/include"):
@@ -104,6 +105,11 @@ def include_dirs() -> tuple[str, ...]:
                 sorted(glob.glob(os.path.join(site, "nvidia", "cu1*", "include"))):
             if os.path.isfile(os.path.join(d, "cuda_fp16.h")) and d not in found:
                 found.append(d)
+    if found:
+        for site in _site_dirs():
+            for d in sorted(glob.glob(os.path.join(site, "nvidia", "cuda_nvcc", "include"))):
+                if os.path.isfile(os.path.join(d, "crt", "mma.h")) and d not in found:
+                    found.append(d)
     return tuple(found)
 
 
