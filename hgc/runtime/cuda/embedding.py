@@ -299,10 +299,10 @@ class DeviceEmbedding:
         with profile.region(f"{self.name}: embedding.backward+update", "embedding", 0.0, float(cost)):
             if not n:
                 return
-            grid_v = _grid(n * self.vec, BLOCK)
-            if self.atomic:
-                self._launch("scatter_sgd", grid_v, (BLOCK, 1, 1), (*args_seg, ws.rows, ws.seg, grad, self.table,
-                                                                    self.hp))
+            if self.atomic:  # a thread per VW elements of a key (the template's VW)
+                vw = 4 if self.vec % 4 == 0 else 2 if self.vec % 2 == 0 else 1
+                self._launch("scatter_sgd", _grid(n * self.vec // vw, BLOCK), (BLOCK, 1, 1),
+                             (*args_seg, ws.rows, ws.seg, grad, self.table, self.hp))
                 return
             cp = cupy()
             grid = _grid(n, BLOCK)
@@ -313,7 +313,7 @@ class DeviceEmbedding:
             self._scan(ws, n)
             self._launch("run_starts", grid, (BLOCK, 1, 1), (order, ws.skey, nn, sentinel, ws.flag, ws.incl,
                                                              ws.starts, ws.urows, ws.nuniq, self.hi))
-            self._launch("run_reduce", grid_v, (BLOCK, 1, 1), (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad,
+            self._launch("run_reduce", _grid(n * self.vec, BLOCK), (BLOCK, 1, 1), (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad,
                                                                ws.ugrad))
             self._apply(ws.urows, ws.ugrad, ws.nuniq, n)
 
