@@ -36,7 +36,11 @@ class CompileError(HgcError, RuntimeError):
 
     def __init__(self, name: str, log: str, source: str, compiler: str) -> None:
         self.name, self.log, self.source, self.compiler = name, log, source, compiler
-        super().__init__(f"{compiler} failed to compile module '{name}':\n{log.strip()}\n"
+        hint = ""
+        if "mma.h" in log:  # the tensor-core kernels' header lives in the toolkit or the nvcc wheel only
+            hint = ("hint: crt/mma.h was not found: pip install nvidia-cuda-nvcc-cu12 (part of hgc's 'cuda' extra) or "
+                    "install a CUDA toolkit (CUDA_PATH)\n")
+        super().__init__(f"{compiler} failed to compile module '{name}':\n{log.strip()}\n{hint}"
                          f"--- source ---\n{numbered(source)}")
 
 
