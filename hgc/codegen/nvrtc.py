@@ -36,7 +36,11 @@ class CompileError(HgcError, RuntimeError):
 
     def __init__(self, name: str, log: str, source: str, compiler: str) -> None:
         self.name, self.log, self.source, self.compiler = name, log, source, compiler
-        super().__init__(f"{compiler} failed to compile module '{name}':\n{log.strip()}\n"
+        hint = ""
+        if "mma.h" in log:  # the tensor-core kernels' header lives in the toolkit or the nvcc wheel only
+            hint = ("hint: crt/mma.h was not found: pip install nvidia-cuda-nvcc-cu12 (part of hgc's 'cuda' extra) or "
+                    "install a CUDA toolkit (CUDA_PATH)\n")
+        super().__init__(f"{compiler} failed to compile module '{name}':\n{log.strip()}\n{hint}"
                          f"--- source ---\n{numbered(source)}")
 
 
@@ -92,7 +96,8 @@ def _cuda_roots() -> list[Path]:
 
 @functools.lru_cache(maxsize=1)
 def include_dirs() -> tuple[str, ...]:
-    """Folders holding cuda_fp16.h (CUDA toolkit, or the pip runtime wheel)."""
+    """Folders holding cuda_fp16.h (CUDA toolkit, or the pip runtime wheel), then the pip nvcc wheel's folder
+    with crt/mma.h (the tensor-core kernels' <mma.h> needs it; a toolkit's include folder has both)."""
     found = []
     for root in _cuda_roots():
         for sub in ("include", "targets/x86_64-linux/include", "targets/sbsa-linux/include"):
@@ -104,6 +109,11 @@ def include_dirs() -> tuple[str, ...]:
                 sorted(glob.glob(os.path.join(site, "nvidia", "cu1*", "include"))):
             if os.path.isfile(os.path.join(d, "cuda_fp16.h")) and d not in found:
                 found.append(d)
+    if found:
+        for site in _site_dirs():
+            for d in sorted(glob.glob(os.path.join(site, "nvidia", "cuda_nvcc", "include"))):
+                if os.path.isfile(os.path.join(d, "crt", "mma.h")) and d not in found:
+                    found.append(d)
     return tuple(found)
 
 

@@ -189,7 +189,8 @@ class GemmCall:
     """C = alpha·op(A)·op(B) + beta·C on row-major matrices; op = transpose where ``trans*`` is set.
 
     m, n, k are the sizes of op(A) (m × k), op(B) (k × n) and C (m × n); ``lda``/``ldb``/``ldc`` are the
-    row-major leading dimensions (stored row lengths). ``epilogue`` names a kernel launch fused after it
+    row-major leading dimensions (stored row lengths): the dense row length unless ``a_ld``/``b_ld``/``c_ld``
+    give a longer one (a padded copy whose rows start 16-byte aligned). ``epilogue`` names a kernel launch fused after it
     in the same step (bias + activation). ``dtype`` is the type of A and B (a half GEMM reads weights from the
     low-precision copy); ``compute_type`` is "float32" or "tf32" (fp32 GEMMs with enable_tf32_compute).
     """
@@ -207,18 +208,21 @@ class GemmCall:
     dtype: str = "float32"
     compute_type: str = "float32"
     epilogue: KernelLaunch | None = None
+    a_ld: Extent | None = None
+    b_ld: Extent | None = None
+    c_ld: Extent | None = None
 
     @property
     def lda(self) -> Extent:
-        return self.m if self.transa else self.k
+        return self.a_ld or (self.m if self.transa else self.k)
 
     @property
     def ldb(self) -> Extent:
-        return self.k if self.transb else self.n
+        return self.b_ld or (self.k if self.transb else self.n)
 
     @property
     def ldc(self) -> Extent:
-        return self.n
+        return self.c_ld or self.n
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,14 @@ thread per CUDA thread (``__syncthreads`` is a std::barrier over them). Shared m
 function is one static array, dynamic shared memory one buffer per launch: correct because the blocks
 of a launch never overlap in time. ``__half`` is GCC's ``_Float16`` and ``__nv_bfloat16`` rounds to
 nearest even, so conversions match the GPU's bit for bit; the arithmetic is float32 as on the GPU
-(contractions into FMAs may differ: compare with tolerances, not bits).
+(contractions into FMAs may differ: compare with tolerances, not bits). ``__syncwarp`` is a barrier over the
+threads of one warp (32 consecutive threads). A kernel that includes ``<mma.h>`` gets a WMMA shim instead
+(16x16x16 tiles, float accumulators): every thread holds and computes the whole tile (what the
+warp-collective operations give the warp together), loads convert to float, products accumulate in
+float32 in k order; ``store_matrix_sync`` writes from lane 0 only (the others would store the same values,
+a data race on the host), so a kernel that reads the stored tile from other lanes without ``__syncwarp``
+reads stale or poisoned memory, as it could on the GPU. Dynamic shared memory starts poisoned (0xff bytes)
+and is followed by a poisoned guard; a launch that wrote past its dynamic shared memory raises.
 
 Limits: kernels must reach every ``__syncthreads`` (and ``__shfl_xor_sync``, emulated through the block)
 from all their threads, as CUDA itself requires of barriers; at most 1024 threads per block; no atomics.
@@ -38,6 +45,7 @@ SHIM = r"""
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -48,6 +56,7 @@ inline dim3 gridDim{1, 1, 1};
 inline dim3 blockDim{1, 1, 1};
 inline std::barrier<>* hgc_emu_barrier = nullptr;
 inline unsigned char* hgc_emu_dynamic_smem = nullptr;
+inline std::vector<std::unique_ptr<std::barrier<>>>* hgc_emu_warp_barriers = nullptr;
 inline float hgc_emu_exchange[1024];
 
 #define __global__
@@ -55,11 +64,20 @@ inline float hgc_emu_exchange[1024];
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
+#define __align__(n) alignas(n)
 
 inline void __syncthreads() { hgc_emu_barrier->arrive_and_wait(); }
+inline unsigned hgc_emu_thread() {
+  return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+// Every thread of the warp must call it (the full mask).
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  (*hgc_emu_warp_barriers)[hgc_emu_thread() / 32]->arrive_and_wait();
+}
 
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
 
 struct __half { _Float16 v; };
 inline float __half2float(__half h) { return (float)h.v; }
@@ -82,7 +100,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 
 // Through the block: every thread of the block must call it (lanes exchange within their warp).
 inline float __shfl_xor_sync(unsigned, float v, int o) {
-  const unsigned t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  const unsigned t = hgc_emu_thread();
   hgc_emu_exchange[t] = v;
   __syncthreads();
   const float r = hgc_emu_exchange[t ^ (unsigned)o];
@@ -90,16 +108,24 @@ inline float __shfl_xor_sync(unsigned, float v, int o) {
   return r;
 }
 
-inline void hgc_emu_run(unsigned gx, unsigned gy, unsigned bx, unsigned by, unsigned long long smem,
-                        const std::function<void()>& body) {
+constexpr unsigned long long HGC_EMU_GUARD = 4096;
+
+// Runs the grid; returns 1 when the kernel wrote into the guard after its dynamic shared memory, else 0.
+inline int hgc_emu_run(unsigned gx, unsigned gy, unsigned bx, unsigned by, unsigned long long smem,
+                       const std::function<void()>& body) {
   gridDim = dim3{gx, gy, 1};
   blockDim = dim3{bx, by, 1};
-  std::vector<unsigned char> dyn(smem + 64);
+  std::vector<unsigned char> dyn(smem + HGC_EMU_GUARD + 64);
   hgc_emu_dynamic_smem = dyn.data() + (64 - (reinterpret_cast<uintptr_t>(dyn.data()) & 63)) % 64;
-  std::memset(hgc_emu_dynamic_smem, 0xff, smem);  // NaN-like garbage: reads before writes show
+  // NaN-like garbage: reads before writes show
+  std::memset(hgc_emu_dynamic_smem, 0xff, smem + HGC_EMU_GUARD);
   const unsigned n = bx * by;
   std::barrier<> bar((std::ptrdiff_t)n);
   hgc_emu_barrier = &bar;
+  std::vector<std::unique_ptr<std::barrier<>>> warps;
+  for (unsigned w = 0; w * 32 < n; ++w)
+    warps.push_back(std::make_unique<std::barrier<>>(std::min(32u, n - w * 32)));
+  hgc_emu_warp_barriers = &warps;
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < n; ++t) {
     threads.emplace_back([&, t] {
@@ -114,7 +140,75 @@ inline void hgc_emu_run(unsigned gx, unsigned gy, unsigned bx, unsigned by, unsi
     });
   }
   for (auto& th : threads) th.join();
+  for (unsigned long long i = smem; i < smem + HGC_EMU_GUARD; ++i) {
+    if (hgc_emu_dynamic_smem[i] != 0xff) return 1;
+  }
+  return 0;
 }
+"""
+
+WMMA_SHIM = r"""
+#pragma once
+#include "cuda_fp16.h"
+#include <type_traits>
+
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+// The whole tile in float, [row][column] of the matrix it stands for (A: m x k, B: k x n, C: m x n).
+template <typename Use, int Rows, int Cols, int Depth, typename T, typename Layout = void>
+struct fragment {
+  static_assert(Rows == 16 && Cols == 16 && Depth == 16, "the shim has 16x16x16 tiles only");
+  float v[16][16];
+};
+
+inline float hgc_emu_to_float(float x) { return x; }
+inline float hgc_emu_to_float(__half x) { return __half2float(x); }
+inline float hgc_emu_to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename Use, typename T, typename L, typename P>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, L>& a, const P* p, unsigned ldm) {
+  static_assert(std::is_same_v<L, row_major> || std::is_same_v<L, col_major>, "a/b fragments have a layout");
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c)
+      a.v[r][c] = hgc_emu_to_float(std::is_same_v<L, row_major> ? p[r * ldm + c] : p[c * ldm + r]);
+}
+
+template <typename T>
+inline void fill_fragment(fragment<accumulator, 16, 16, 16, T>& a, float x) {
+  for (auto& row : a.v)
+    for (float& e : row) e = x;
+}
+
+template <typename T, typename LA, typename LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+                     const fragment<matrix_a, 16, 16, 16, T, LA>& a,
+                     const fragment<matrix_b, 16, 16, 16, T, LB>& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c) {
+  float out[16][16];
+  for (int r = 0; r < 16; ++r)
+    for (int n = 0; n < 16; ++n) {
+      float s = c.v[r][n];
+      for (int k = 0; k < 16; ++k) s += a.v[r][k] * b.v[k][n];
+      out[r][n] = s;
+    }
+  std::memcpy(d.v, out, sizeof out);
+}
+
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& a, unsigned ldm,
+                              layout_t l) {
+  if (hgc_emu_thread() % 32 != 0) return;  // lane 0 stores for the warp
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) (l == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = a.v[r][c];
+}
+}  // namespace wmma
+}  // namespace nvcuda
 """
 
 _KERNEL = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
@@ -132,10 +226,11 @@ def available() -> bool:
 def _workdir() -> Path:
     """A per-user folder of compiled modules (named by the hash of shim + source: reused across runs)."""
     if not _DIR:
-        tag = hashlib.sha256(SHIM.encode()).hexdigest()[:12]
+        tag = hashlib.sha256((SHIM + WMMA_SHIM).encode()).hexdigest()[:12]
         d = Path(tempfile.gettempdir()) / f"hgc_emu_{os.getuid()}_{tag}"
         d.mkdir(parents=True, exist_ok=True)
-        for name, text in (("cuda_fp16.h", SHIM), ("cuda_bf16.h", '#include "cuda_fp16.h"\n')):
+        files = (("cuda_fp16.h", SHIM), ("cuda_bf16.h", '#include "cuda_fp16.h"\n'), ("mma.h", WMMA_SHIM))
+        for name, text in files:
             if not (d / name).exists():
                 tmp = d / f"{name}.{os.getpid()}"
                 tmp.write_text(text)
@@ -158,8 +253,8 @@ def host_source(source: str) -> tuple[str, dict[str, list[str]]]:
         names = [re.split(r"[\s*]+", p)[-1] for p in params]
         decl = ", ".join(["unsigned hgc_gx_", "unsigned hgc_gy_", "unsigned hgc_bx_", "unsigned hgc_by_",
                           "unsigned long long hgc_smem_", *params])
-        out.append(f'extern "C" void hgc_emu_launch_{name}({decl}) {{\n'
-                   f"  hgc_emu_run(hgc_gx_, hgc_gy_, hgc_bx_, hgc_by_, hgc_smem_, "
+        out.append(f'extern "C" int hgc_emu_launch_{name}({decl}) {{\n'
+                   f"  return hgc_emu_run(hgc_gx_, hgc_gy_, hgc_bx_, hgc_by_, hgc_smem_, "
                    f"[=]() {{ {name}({', '.join(names)}); }});\n}}")
     return "\n".join(out), kernels
 
@@ -215,8 +310,11 @@ class EmulatedModule:
             else:
                 ctype = " ".join(p.split()[:-1]).replace("const ", "")
                 cargs.append(_CTYPES[ctype](a.item() if hasattr(a, "item") else a))
-        getattr(self.lib, f"hgc_emu_launch_{name}")(ctypes.c_uint(gx), ctypes.c_uint(gy), ctypes.c_uint(bx),
-                                                    ctypes.c_uint(by), ctypes.c_ulonglong(smem), *cargs)
+        launch = getattr(self.lib, f"hgc_emu_launch_{name}")
+        launch.restype = ctypes.c_int
+        if launch(ctypes.c_uint(gx), ctypes.c_uint(gy), ctypes.c_uint(bx), ctypes.c_uint(by),
+                  ctypes.c_ulonglong(smem), *cargs):
+            raise RuntimeError(f"{name} wrote past its {smem} bytes of dynamic shared memory")
 
 
 def host_array(x: np.ndarray, dtype: str) -> np.ndarray:

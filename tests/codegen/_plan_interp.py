@@ -405,13 +405,18 @@ class HostPlan:
             return 0
         raise ValueError(f"the host interpreter does not know argument kind '{a.kind}'")
 
-    def _matrices(self, a: Arg, off: int, count: int, stride: int, rows: int, cols: int) -> list[np.ndarray]:
+    def _matrices(self, a: Arg, off: int, count: int, stride: int, rows: int, cols: int,
+                  ld: int | None = None) -> list[np.ndarray]:
+        """``count`` (rows, cols) views of the operand ``a`` (rows ``ld`` elements apart; default cols)."""
         base = self.resolve(a)
+        ld = cols if ld is None else ld
+        assert ld >= cols, f"GEMM operand {a}: leading dimension {ld} < {cols} columns"
         out = []
         for i in range(count):
             s = off + i * stride
-            assert s >= 0 and s + rows * cols <= base.size, f"GEMM operand {a} out of its view"
-            out.append(base[s:s + rows * cols].reshape(rows, cols))
+            assert s >= 0 and s + (rows - 1) * ld + cols <= base.size, f"GEMM operand {a} out of its view"
+            out.append(np.lib.stride_tricks.as_strided(base[s:], (rows, cols), (ld * base.itemsize,
+                                                                                 base.itemsize)))
         return out
 
     def run_op(self, op: Any) -> None:
@@ -434,9 +439,9 @@ class HostPlan:
                 c[...] = op.alpha * prod + (op.beta * c if op.beta else 0.0)
         elif isinstance(op, GemmCall):
             m, n, k = op.m.at(at), op.n.at(at), op.k.at(at)
-            (a,) = self._matrices(op.a, 0, 1, 0, *((k, m) if op.transa else (m, k)))
-            (b,) = self._matrices(op.b, 0, 1, 0, *((n, k) if op.transb else (k, n)))
-            (c,) = self._matrices(op.c, 0, 1, 0, m, n)
+            (a,) = self._matrices(op.a, 0, 1, 0, *((k, m) if op.transa else (m, k)), op.lda.at(at))
+            (b,) = self._matrices(op.b, 0, 1, 0, *((n, k) if op.transb else (k, n)), op.ldb.at(at))
+            (c,) = self._matrices(op.c, 0, 1, 0, m, n, op.ldc.at(at))
             prod = (a.T if op.transa else a) @ (b.T if op.transb else b)
             c[...] = op.alpha * prod + (op.beta * c if op.beta else 0.0)
             if op.epilogue is not None:

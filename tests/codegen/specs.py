@@ -26,9 +26,13 @@ def representative_specs() -> list[KernelSpec]:
         for act in ("Relu", "Non"):
             out.append(_spec("bias_act", f"{act}_{s}", dtype=dt, act=act))
         out.append(_spec("loss", f"bce_{s}", op="bce", dtype=dt))
-        out.append(_spec("interaction", s, dtype=dt, d=16, f=5))
-        out.append(_spec("interaction", f"dlrm_{s}", dtype=dt, d=128, f=26))  # padded rows, float4 pair grads
-        out.append(_spec("interaction", f"odd_{s}", dtype=dt, d=13, f=7))
+        out.append(_spec("interaction", s, dtype=dt, d=16, f=5, tc=False))
+        out.append(_spec("interaction", f"dlrm_{s}", dtype=dt, d=128, f=26, tc=False))  # padded rows, float4
+        out.append(_spec("interaction", f"odd_{s}", dtype=dt, d=13, f=7, tc=False))
+        if dt != "float32":  # tensor cores (WMMA): one and two 16-row tiles
+            for d in (16, 128):
+                for f in (1, 3, 26):
+                    out.append(_spec("interaction", f"tc_{d}_{f}_{s}", dtype=dt, d=d, f=f, tc=True))
         out.append(_spec("fm_order2", s, dtype=dt, k=8, slots=3))
         for op in ("sum", "mean"):
             out.append(_spec("reduce", f"{op}_{s}", dtype=dt, op=op))

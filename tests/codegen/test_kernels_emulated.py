@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hgc.codegen.lower import column_parts, interaction_smem
+from hgc.codegen.lower import column_parts, interaction_config
 from hgc.codegen.plan import KernelSpec, Params
 from hgc.ir.registry import RefContext, get_op
 from tests.codegen import _cuda_emu as emu
@@ -165,27 +165,82 @@ def _ref(op: str, attrs: dict, xs: list, ws: list, gys: list) -> tuple[list, lis
     return ys, gxs, gws
 
 
-@pytest.mark.parametrize("b,d,f,dtype", [(1, 4, 1, "float32"), *((5, 13, 7, dt) for dt in DTYPES),
-                                         (3, 32, 6, "float16"), (2, 16, 5, "bfloat16")])
-def test_interaction(dtype: str, b: int, d: int, f: int) -> None:
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` one element past a 16-byte boundary (the kernels' vector loads must not be used)."""
+    buf = np.empty(a.size + 1, a.dtype)
+    out = buf[1:].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 16 != 0
+    return out
+
+
+# (batch, d, f, dtype, tensor cores, grid): the float kernels (float32, or d % 16 != 0) and the tensor-core
+# kernels (float16/bfloat16, d % 16 == 0: one or two 16-row tiles; more samples than a block's warps, so
+# warps stride over the batch with grid 1; grid 2 leaves warps without samples).
+INTERACTION_CASES = [(1, 4, 1, "float32", False, 1), *((5, 13, 7, dt, False, 2) for dt in DTYPES),
+                     (3, 32, 6, "float16", True, 2), (2, 16, 5, "bfloat16", True, 1),
+                     *((b, d, f, dt, True, g) for dt in ("float16", "bfloat16")
+                       for b, d, f, g in ((1, 16, 1, 1), (3, 16, 3, 2), (5, 16, 26, 1), (5, 128, 26, 2),
+                                          (3, 128, 3, 1)))]
+
+
+@pytest.mark.parametrize("b,d,f,dtype,tc,grid", INTERACTION_CASES)
+def test_interaction(dtype: str, b: int, d: int, f: int, tc: bool, grid: int) -> None:
     r = np.random.default_rng(b * 31 + d + f)
     wd = d + f * (f + 1) // 2 + 1
+    cfg = interaction_config(dtype, d, f)
+    assert cfg.tc == tc
     x, e = emu.host_array(r.uniform(-1, 1, (b, d)), dtype), emu.host_array(r.uniform(-1, 1, (b, f, d)), dtype)
     gy = emu.host_array(r.uniform(-1, 1, (b, wd)), dtype)
     xs = [emu.as_float64(x, dtype), emu.as_float64(e, dtype)]
     (y_ref,), (gx_ref, ge_ref), _ = _ref("Interaction", {}, xs, [], [emu.as_float64(gy, dtype)])
-    m = module("interaction", dtype=dtype, d=d, f=f)
-    fwd_smem, bwd_smem = interaction_smem(d, f)
-    y = emu.host_array(np.full((b, wd), np.nan), dtype)
-    m("fwd", min(b, 2), 128, x, e, y, np.int64(b), smem=fwd_smem)  # 2 blocks: a grid stride over samples
-    got = emu.as_float64(y, dtype)
-    assert np.all(got[:, -1] == 0) and np.array_equal(got[:, :d], emu.as_float64(x, dtype))
-    assert rel(got, y_ref) < TOL[dtype]
-    gx = emu.host_array(np.full((b, d), np.nan), dtype)
-    ge = emu.host_array(np.full((b, f, d), np.nan), dtype)
-    m("bwd", min(b, 2), 128, x, e, gy, gx, ge, np.int64(b), np.int32(0), np.int32(0), smem=bwd_smem)
-    assert rel(emu.as_float64(gx, dtype), gx_ref) < TOL[dtype]
-    assert rel(emu.as_float64(ge, dtype), ge_ref) < TOL[dtype]
-    if dtype == "float32":  # accumulate into ge only (no gx: a null pointer)
-        m("bwd", 1, 128, x, e, gy, None, ge, np.int64(b), np.int32(0), np.int32(1), smem=bwd_smem)
-        assert rel(emu.as_float64(ge, dtype), 2 * ge_ref) < TOL[dtype]
+    m = module("interaction", dtype=dtype, d=d, f=f, tc=tc)
+    block = cfg.block
+    for xa, ea in ((x, e), (_misaligned(x), _misaligned(e))) if tc else ((x, e),):
+        y = emu.host_array(np.full((b, wd), np.nan), dtype)
+        m("fwd", grid, block, xa, ea, y, np.int64(b), smem=cfg.fwd_smem)
+        got = emu.as_float64(y, dtype)
+        assert np.all(got[:, -1] == 0) and np.array_equal(got[:, :d], emu.as_float64(x, dtype))
+        assert rel(got, y_ref) < TOL[dtype]
+        gx = emu.host_array(np.full((b, d), np.nan), dtype)
+        ge = emu.host_array(np.full((b, f, d), np.nan), dtype)
+        m("bwd", grid, block, xa, ea, gy, gx, ge, np.int64(b), np.int32(0), np.int32(0), smem=cfg.bwd_smem)
+        assert rel(emu.as_float64(gx, dtype), gx_ref) < TOL[dtype]
+        assert rel(emu.as_float64(ge, dtype), ge_ref) < TOL[dtype]
+        if dtype == "float32" or tc:  # accumulate into ge only (no gx: a null pointer), then into gx only
+            m("bwd", 1, block, xa, ea, gy, None, ge, np.int64(b), np.int32(0), np.int32(1), smem=cfg.bwd_smem)
+            assert rel(emu.as_float64(ge, dtype), 2 * ge_ref) < 2 * TOL[dtype]
+            m("bwd", 1, block, xa, ea, gy, gx, None, np.int64(b), np.int32(1), np.int32(0), smem=cfg.bwd_smem)
+            assert rel(emu.as_float64(gx, dtype), 2 * gx_ref) < 2 * TOL[dtype]
+
+
+# -- strided copies (Concat / Slice / padded GEMM rows) ----------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_copy(dtype: str) -> None:
+    """dst[doff + o*d0 + j*d1 + c] (+)= src[soff + o*s0 + j*s1 + c]: rows into padded rows and back
+    (accumulating), and a 3-D block, with grids smaller than the work (grid-stride loop)."""
+    r = np.random.default_rng(21)
+    m = module("concat_slice", dtype=dtype)
+    rows, k, kp = 37, 13, 16
+    src = emu.host_array(r.uniform(-1, 1, rows * k), dtype)
+    pad = emu.host_array(np.full(rows * kp, 7.0), dtype)
+    i64 = np.int64
+    m("copy", (2, 1), (64, 1), src, pad, i64(rows), i64(1), i64(k), i64(k), i64(0), i64(0), i64(kp), i64(0),
+      i64(0), np.int32(0))
+    got = emu.as_float64(pad, dtype).reshape(rows, kp)
+    assert np.array_equal(got[:, :k], emu.as_float64(src, dtype).reshape(rows, k))
+    assert np.all(got[:, k:] == 7.0)  # the padding is left alone
+    back0 = r.uniform(-1, 1, rows * k)
+    back = emu.host_array(back0, dtype)
+    m("copy", (3, 1), (32, 1), pad, back, i64(rows), i64(1), i64(k), i64(kp), i64(0), i64(0), i64(k), i64(0),
+      i64(0), np.int32(1))
+    want = emu.as_float64(emu.host_array(back0, dtype), dtype) + emu.as_float64(src, dtype)
+    assert rel(emu.as_float64(back, dtype), want) < TOL[dtype]
+    # (o, j, c) over 5 x 3 x 4 from offset 2 of a (5, 3, 6) block into a (5, 4, 4) one at offset 1
+    blk = emu.host_array(r.uniform(-1, 1, 5 * 3 * 6 + 2), dtype)
+    out = emu.host_array(np.zeros(5 * 4 * 4 + 1), dtype)
+    m("copy", (1, 1), (32, 1), blk, out, i64(5), i64(3), i64(4), i64(18), i64(6), i64(2), i64(16), i64(4),
+      i64(1), np.int32(0))
+    b = emu.as_float64(blk, dtype)[2:].reshape(5, 3, 6)[:, :, :4]
+    o = emu.as_float64(out, dtype)[1:].reshape(5, 4, 4)[:, :3, :]
+    assert np.array_equal(o, b)

@@ -87,3 +87,33 @@ def test_gru_needs_its_sequence_rows() -> None:
     g = gru_graph(5, 3, 2, 4)
     with pytest.raises(NotBuiltError, match="SeqLength"):
         lower(g, batch=4)  # 12 rows at batch 4, the layer reads 15
+
+
+# -- FC operands with 16-byte rows ------------------------------------------------------------------------
+def test_fc_inputs_with_unaligned_rows_go_through_padded_copies() -> None:
+    """An FC input whose rows are not a multiple of 16 bytes (13, 33, 31 and 5 float32 columns here) is
+    multiplied from a copy with padded rows (lda 16, 36, 32, 8) in the forward and the weight gradient, and
+    its gradient is formed in padded rows and copied (accumulated) into its view; aligned inputs are used
+    in place. The plan runs on the host interpreter against the reference at several batches."""
+    from hgc.codegen.lower import padded_width
+    from hgc.codegen.plan import GemmCall
+    from tests.codegen._plan_interp import seeded_plan
+    from tests.codegen.test_lower_reductions import fc_graph, random_weights, run_at
+
+    assert [padded_width(w, "float32") for w in (13, 16, 33, 1)] == [16, 16, 36, 4]
+    assert [padded_width(w, dt) for w, dt in ((429, "float16"), (480, "bfloat16"), (390, "float16"))] == \
+        [432, 480, 392]
+    g = fc_graph()
+    plan = seeded_plan(g, 200, ["y"])
+    fwd = [op for s in plan.forward for op in s.ops if isinstance(op, GemmCall)]
+    assert [op.lda.at(200) for op in fwd] == [16, 36, 32, 8]
+    assert all(op.a.kind == "scratch" for op in fwd)
+    bwd = [op for s in plan.backward for op in s.ops if isinstance(op, GemmCall)]
+    wgrad = [op for op in bwd if op.c.kind == "wgrad"]
+    assert sorted(op.lda.at(200) for op in wgrad) == [8, 16, 32, 36]
+    dgrad = [op for op in bwd if op.c.kind == "scratch"]
+    assert sorted(op.ldc.at(200) for op in dgrad) == [8, 16, 32, 36]
+    copies = [op for s in plan.backward for op in s.ops if isinstance(op, KernelLaunch) and op.function == "copy"]
+    assert len(copies) == 4 + 4  # padded inputs for the weight gradients, padded gradients into their views
+    for batch in (1, 7, 200, 451):  # the plan was made for 200 rows
+        run_at(g, plan, batch, ["y"], random_weights(plan, 5), seed=batch)

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from hgc.codegen.lower import COLUMN_MAX_PARTS, column_parts, interaction_smem, lower
+from hgc.codegen.lower import (
+    COLUMN_MAX_PARTS,
+    InteractionConfig,
+    column_parts,
+    interaction_config,
+    interaction_smem,
+    interaction_tc_smem,
+    lower,
+)
 from hgc.codegen.plan import Arg, ExecutablePlan, Extent, KernelLaunch
 from hgc.ir.build import add_node
 from hgc.ir.graph import Graph
@@ -96,6 +104,18 @@ def test_interaction_shared_memory() -> None:
     assert interaction_smem(128, 26) == (27 * 129 * 4, (28 * 28 + 27 * 128) * 4)
     assert interaction_smem(16, 5) == (6 * 17 * 4, (8 * 8 + 6 * 16) * 4)
     assert interaction_smem(13, 3) == (4 * 14 * 4, (4 * 4 + 4 * 13) * 4)
+
+
+def test_interaction_tensor_core_choice_and_shared_memory() -> None:
+    # DLRM: 32 rows of 136 halves per warp; the forward's float Gram (32 x 36) fits over them; the backward
+    # adds 32 x 40 halves of pair gradients (= 32 x 20 floats of one result column tile); 4 warps per block
+    assert interaction_tc_smem(128, 26) == (32 * 136 * 2, 32 * 136 * 2 + 32 * 40 * 2)
+    assert interaction_config("float16", 128, 26) == InteractionConfig(True, 128, 4, 4 * 8704, 4 * 11264)
+    assert interaction_config("bfloat16", 16, 1) == InteractionConfig(True, 128, 4, 4 * 16 * 20 * 4,
+                                                                       4 * (16 * 24 * 2 + 16 * 20 * 4))
+    assert interaction_config("float16", 512, 26).block == 32  # 33 KB per warp: one warp per block
+    for dtype, d, f in (("float32", 128, 26), ("float16", 13, 7), ("bfloat16", 128, 32)):  # float kernels
+        assert interaction_config(dtype, d, f) == InteractionConfig(False, 128, 1, *interaction_smem(d, f))
 
 
 # -- FC bias gradients ----------------------------------------------------------------------------

@@ -40,6 +40,13 @@ def test_error_names_module_and_numbers_the_source() -> None:
     assert "2 |   x[0] = undefined_thing;" in msg
 
 
+def test_missing_mma_header_names_the_fix() -> None:
+    log = 'mma.h(52): catastrophic error: cannot open source file "crt/mma.h"'
+    msg = str(CompileError("hgc_interaction_0", log, "#include <mma.h>\n", "NVRTC"))
+    assert "crt/mma.h" in msg and "nvidia-cuda-nvcc-cu12" in msg
+    assert "hint" not in str(CompileError("m", "error: undefined", "x", "NVRTC"))
+
+
 @pytest.mark.skipif(nvrtc.nvcc_path() is None, reason="nvcc is not on PATH")
 def test_nvcc_fallback_agrees() -> None:
     spec = SPECS[0]

@@ -27,7 +27,7 @@ from tests.gpu._util import (
 pytestmark = pytest.mark.gpu
 cp = gpu()
 
-from hgc.codegen.lower import interaction_smem
+from hgc.codegen.lower import interaction_config
 from hgc.ir.build import check_attrs
 from hgc.ir.registry import RefContext, get_op
 from hgc.runtime.cuda import rng as hrng
@@ -203,23 +203,28 @@ def test_losses(case: str, dtype: str) -> None:
 
 # -- interaction, fm, reduce, softmax -----------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("b,d,f", [(37, 13, 7), (129, 64, 26)])
+@pytest.mark.parametrize("b,d,f", [(37, 13, 7), (129, 64, 26), (5, 16, 1), (131, 128, 26), (33, 32, 12)])
 def test_interaction(dtype: str, b: int, d: int, f: int) -> None:
+    cfg = interaction_config(dtype, d, f)  # float16/bfloat16 with d % 16 == 0: the tensor-core kernels
+    assert cfg.tc == (dtype != "float32" and d % 16 == 0)
     x, e = rand((b, d), dtype, seed=16), rand((b, f, d), dtype, seed=17)
     wdt = d + f * (f + 1) // 2 + 1
     g = rand((b, wdt), dtype, seed=18)
     (y_ref,), (gx_ref, ge_ref), _ = ref("Interaction", {}, [x, e], gys=[g])
-    m = Module("interaction", dtype=dtype, d=d, f=f)
+    m = Module("interaction", dtype=dtype, d=d, f=f, tc=cfg.tc)
     dx, de = to_dev(cp, x, dtype), to_dev(cp, e, dtype)
     y = empty(cp, (b, wdt), dtype)
-    fwd_smem, bwd_smem = interaction_smem(d, f)
-    m("fwd", b, 128, dx, de, y, i64(b), smem=fwd_smem)
+    grid = blocks(b, cfg.per_block)
+    m("fwd", grid, cfg.block, dx, de, y, i64(b), smem=cfg.fwd_smem)
     assert rel_err(from_dev(cp, y, dtype), y_ref) < TOL[dtype]
     assert np.all(from_dev(cp, y, dtype)[:, -1] == 0)
     gx, ge = empty(cp, (b, d), dtype), empty(cp, (b, f, d), dtype)
-    m("bwd", 16, 128, dx, de, to_dev(cp, g, dtype), gx, ge, i64(b), i32(0), i32(0), smem=bwd_smem)
+    dg = to_dev(cp, g, dtype)
+    m("bwd", min(grid, 16), cfg.block, dx, de, dg, gx, ge, i64(b), i32(0), i32(0), smem=cfg.bwd_smem)
     assert rel_err(from_dev(cp, gx, dtype), gx_ref) < TOL[dtype]
     assert rel_err(from_dev(cp, ge, dtype), ge_ref) < TOL[dtype]
+    m("bwd", grid, cfg.block, dx, de, dg, gx, np.uint64(0), i64(b), i32(1), i32(0), smem=cfg.bwd_smem)  # no ge
+    assert rel_err(from_dev(cp, gx, dtype), 2 * gx_ref) < TOL[dtype] * 2
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -14,7 +14,7 @@ from tests.gpu._util import DTYPES, TOL, Module, empty, from_dev, gpu, i32, i64,
 pytestmark = pytest.mark.gpu
 cp = gpu()
 
-from hgc.codegen.lower import column_parts, interaction_smem
+from hgc.codegen.lower import column_parts, interaction_config
 from hgc.ir.build import check_attrs
 from hgc.ir.registry import RefContext, get_op
 
@@ -125,22 +125,32 @@ def ref_interaction(x: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[np.nda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("b,d,f", [(1, 4, 1), (3, 13, 7), (1001, 128, 26), (257, 64, 26), (33, 16, 5)])
 def test_interaction(dtype: str, b: int, d: int, f: int) -> None:
+    cfg = interaction_config(dtype, d, f)  # float16/bfloat16 with d % 16 == 0: the tensor-core kernels
+    assert cfg.tc == (dtype != "float32" and d % 16 == 0)
     x, e = rand((b, d), dtype, seed=b), rand((b, f, d), dtype, seed=d)
     wd = d + f * (f + 1) // 2 + 1
     g = rand((b, wd), dtype, seed=f)
     y_ref, gx_ref, ge_ref = ref_interaction(x, e, g)
-    m = Module("interaction", dtype=dtype, d=d, f=f)
-    fwd_smem, bwd_smem = interaction_smem(d, f)
+    m = Module("interaction", dtype=dtype, d=d, f=f, tc=cfg.tc)
     dx, de = to_dev(cp, x, dtype), to_dev(cp, e, dtype)
     y = empty(cp, (b, wd), dtype)
-    m("fwd", min(b, 97), 128, dx, de, y, i64(b), smem=fwd_smem)
+    grid = min(-(-b // cfg.per_block), 97)
+    m("fwd", grid, cfg.block, dx, de, y, i64(b), smem=cfg.fwd_smem)
     got = from_dev(cp, y, dtype)
     assert np.all(got[:, -1] == 0) and np.array_equal(got[:, :d], x)
     assert rel_err(got, y_ref) < TOL[dtype]
     gx, ge = empty(cp, (b, d), dtype), empty(cp, (b, f, d), dtype)
     dg = to_dev(cp, g, dtype)
-    m("bwd", min(b, 97), 128, dx, de, dg, gx, ge, i64(b), i32(0), i32(0), smem=bwd_smem)
+    m("bwd", grid, cfg.block, dx, de, dg, gx, ge, i64(b), i32(0), i32(0), smem=cfg.bwd_smem)
     assert rel_err(from_dev(cp, gx, dtype), gx_ref) < TOL[dtype]
     assert rel_err(from_dev(cp, ge, dtype), ge_ref) < TOL[dtype]
-    m("bwd", min(b, 97), 128, dx, de, dg, np.uint64(0), ge, i64(b), i32(0), i32(1), smem=bwd_smem)  # no gx
+    m("bwd", grid, cfg.block, dx, de, dg, np.uint64(0), ge, i64(b), i32(0), i32(1), smem=cfg.bwd_smem)  # no gx
     assert rel_err(from_dev(cp, ge, dtype), 2 * ge_ref) < TOL[dtype] * 2
+    if cfg.tc:  # x and e one element past a 16-byte boundary: element-wise staging instead of 16-byte loads
+        xo, eo = cp.empty(b * d + 1, dx.dtype)[1:], cp.empty(b * f * d + 1, de.dtype)[1:]
+        xo[...], eo[...] = dx.ravel(), de.ravel()
+        y2 = empty(cp, (b, wd), dtype)
+        m("fwd", grid, cfg.block, xo, eo, y2, i64(b), smem=cfg.fwd_smem)
+        assert rel_err(from_dev(cp, y2, dtype), y_ref) < TOL[dtype]
+        m("bwd", grid, cfg.block, xo, eo, dg, gx, np.uint64(0), i64(b), i32(0), i32(0), smem=cfg.bwd_smem)
+        assert rel_err(from_dev(cp, gx, dtype), gx_ref) < TOL[dtype]

@@ -33,7 +33,9 @@ def host_batch(n: int, seed: int, key_dtype: type = np.uint32) -> Batch:
     nnz = r.integers(0, 4, n * 3)
     offsets = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
     keys = r.integers(0, 2**31, int(offsets[-1])).astype(key_dtype)
-    one_hot = SparseBatch(np.arange(n * 2 + 1, dtype=np.int64), r.integers(0, 50, n * 2).astype(key_dtype), 2)
+    # a one-hot input flagged as such on odd batches (its offsets are not copied: the Stager's 0, 1, 2, ...)
+    one_hot = SparseBatch(np.arange(n * 2 + 1, dtype=np.int64), r.integers(0, 50, n * 2).astype(key_dtype), 2,
+                          one_hot=bool(seed % 2))
     return Batch(n, (r.random((n, 2)) < 0.5).astype(np.float32), r.uniform(-1, 1, (n, 5)).astype(np.float32),
                  [SparseBatch(offsets, keys, 3), one_hot])
 

@@ -56,6 +56,11 @@ def _grid(n: int, per_block: int) -> tuple[int, int, int]:
     return (max(1, min(MAX_BLOCKS, -(-n // per_block))), 1, 1)
 
 
+def vector_width(vec: int) -> int:
+    """Neighbouring elements of a row one thread of the combine / scatter kernels handles (the template's VW)."""
+    return 4 if vec % 4 == 0 else 2 if vec % 2 == 0 else 1
+
+
 class _Workspace:
     """Per-key scratch arrays for batches of up to ``n`` keys (kept across steps: fixed addresses)."""
 
@@ -258,7 +263,7 @@ class DeviceEmbedding:
                 self._lookup(ds.keys, n, ws.rows)
             if nseg:
                 self._launch("segments", _grid(nseg, BLOCK), (BLOCK, 1, 1), (*args_seg, ws.seg))
-                vn = self.vec // (4 if self.vec % 4 == 0 else (2 if self.vec % 2 == 0 else 1))
+                vn = self.vec // vector_width(self.vec)
                 self._launch("combine", _grid(nseg * vn, BLOCK), (BLOCK, 1, 1),
                              (ds.offsets, ws.rows, scalar(nseg, "long long"), self.table, out))
         self._saved = (ds, nseg)
@@ -299,10 +304,9 @@ class DeviceEmbedding:
         with profile.region(f"{self.name}: embedding.backward+update", "embedding", 0.0, float(cost)):
             if not n:
                 return
-            grid_v = _grid(n * self.vec, BLOCK)
-            if self.atomic:
-                self._launch("scatter_sgd", grid_v, (BLOCK, 1, 1), (*args_seg, ws.rows, ws.seg, grad, self.table,
-                                                                    self.hp))
+            if self.atomic:  # a thread per VW elements of a key
+                self._launch("scatter_sgd", _grid(n * self.vec // vector_width(self.vec), BLOCK), (BLOCK, 1, 1),
+                             (*args_seg, ws.rows, ws.seg, grad, self.table, self.hp))
                 return
             cp = cupy()
             grid = _grid(n, BLOCK)
@@ -313,7 +317,7 @@ class DeviceEmbedding:
             self._scan(ws, n)
             self._launch("run_starts", grid, (BLOCK, 1, 1), (order, ws.skey, nn, sentinel, ws.flag, ws.incl,
                                                              ws.starts, ws.urows, ws.nuniq, self.hi))
-            self._launch("run_reduce", grid_v, (BLOCK, 1, 1), (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad,
+            self._launch("run_reduce", _grid(n * self.vec, BLOCK), (BLOCK, 1, 1), (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad,
                                                                ws.ugrad))
             self._apply(ws.urows, ws.ugrad, ws.nuniq, n)
 

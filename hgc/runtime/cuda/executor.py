@@ -304,16 +304,23 @@ class CudaExecutor:
         m, n, k = op.m.at(at), op.n.at(at), op.k.at(at)
         if m == 0 or n == 0:
             return
-        c, c_dtype = self._gemm_operand(op.c, op.dtype, m * n)
+        lda, ldb, ldc = op.lda.at(at), op.ldb.at(at), op.ldc.at(at)
+
+        def extent(rows: int, cols: int, ld: int) -> int:  # elements spanned by rows x cols with stride ld
+            return (rows - 1) * ld + cols
+
+        c, c_dtype = self._gemm_operand(op.c, op.dtype, extent(m, n, ldc))
         if k == 0:
+            if ldc != n:
+                raise ValueError(f"{describe(op)}: an empty product into a padded C is not supported")
             blas.empty_product(self._matrix(op.c, m, n), op.beta)
             return
-        a, a_dtype = self._gemm_operand(op.a, op.dtype, m * k)
-        b, b_dtype = self._gemm_operand(op.b, op.dtype, k * n)
+        a, a_dtype = self._gemm_operand(op.a, op.dtype, extent(*((k, m) if op.transa else (m, k)), lda))
+        b, b_dtype = self._gemm_operand(op.b, op.dtype, extent(*((n, k) if op.transb else (k, n)), ldb))
         if a_dtype != op.dtype or b_dtype != op.dtype:
             raise ValueError(f"{describe(op)}: A is {a_dtype} and B {b_dtype}, the plan says {op.dtype}")
-        blas.gemm_ex(a, b, c, m, n, k, op.lda.at(at), op.ldb.at(at), op.ldc.at(at), op.transa, op.transb,
-                     op.alpha, op.beta, op.dtype, c_dtype, op.compute_type)
+        blas.gemm_ex(a, b, c, m, n, k, lda, ldb, ldc, op.transa, op.transb, op.alpha, op.beta, op.dtype, c_dtype,
+                     op.compute_type)
 
     def _matrix(self, arg: Arg, rows: int, cols: int) -> Any:
         if arg.kind in ("weight", "wgrad"):

@@ -11,7 +11,8 @@ the compute stream, so the host-to-device copy of batch i+1 runs while batch i c
 * :func:`to_device`: a one-off, persistent device copy of a host batch (in-memory data, tests).
 
 Nothing here synchronises the host with the device, except a put() that must wait for the slot it reuses
-(the step that read it ``depth`` batches ago) and the very first copy of a pinned buffer.
+(the step that read it ``depth`` batches ago), the very first copy of a pinned buffer, and the first one-hot
+input of a larger size (its offsets 0, 1, 2, ... are made once on the device and never copied).
 """
 from __future__ import annotations
 
@@ -142,6 +143,14 @@ class Stager:
         self.stream = cp.cuda.Stream(non_blocking=True)
         self.slots = [_Slot(cp) for _ in range(max(1, depth))]
         self.index = 0
+        self._iota: Any = None  # 0, 1, 2, ...: the offsets of every one-hot sparse input (never rewritten)
+
+    def _one_hot_offsets(self, count: int) -> Any:
+        """Device int64 0..count-1, shared by every batch (a one-hot input's offsets are not copied)."""
+        if self._iota is None or self._iota.shape[0] < count:
+            self._iota = self.cp.arange(max(count, 1 << 16), dtype=self.cp.int64)
+            self.cp.cuda.Device().synchronize()  # once per size: then every stream may read it
+        return self._iota[:count]
 
     def put(self, batch: Batch) -> DeviceBatch:
         """Start the copies of ``batch`` into the next slot and return its DeviceBatch (not yet ready)."""
@@ -153,7 +162,8 @@ class Stager:
         for i, sb in enumerate(batch.sparse):
             check_sparse(sb, n, str(i))
             parts.append((f"keys{i}", np.asarray(sb.keys).reshape(-1)))
-            parts.append((f"offsets{i}", np.asarray(sb.row_offsets).reshape(-1)))
+            if not sb.one_hot:  # 0, 1, 2, ... need no copy: see _one_hot_offsets
+                parts.append((f"offsets{i}", np.asarray(sb.row_offsets).reshape(-1)))
         layout = []
         total = 0
         for name, arr in parts:
@@ -195,7 +205,8 @@ class Stager:
         sparse = []
         for i, sb in enumerate(batch.sparse):
             nkeys = int(np.asarray(sb.keys).size)
-            sparse.append(DeviceSparse(views[f"keys{i}"], views[f"offsets{i}"], n * sb.slot_num, int(sb.slot_num),
-                                       nkeys))
+            nseg = n * sb.slot_num
+            offsets = self._one_hot_offsets(nseg + 1) if sb.one_hot else views[f"offsets{i}"]
+            sparse.append(DeviceSparse(views[f"keys{i}"], offsets, nseg, int(sb.slot_num), nkeys))
         return DeviceBatch(n, int(batch.size), views["label"][:label.size].reshape(label.shape),
                            views["dense"][:dense.size].reshape(dense.shape), sparse, slot.ready, slot.consumed)

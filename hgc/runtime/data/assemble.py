@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hgc.runtime.data.batch import Batch, SparseBatch
-from hgc.runtime.data.layout import Block, Layout
+from hgc.runtime.data.layout import Block, Layout, SparseSpec
 
 
 def _concat_rows(parts: Sequence[np.ndarray], rows: int, width: int) -> np.ndarray:
@@ -18,6 +18,12 @@ def _concat_rows(parts: Sequence[np.ndarray], rows: int, width: int) -> np.ndarr
         at += p.shape[0]
     out[at:] = 0
     return out
+
+
+def one_hot(spec: SparseSpec, row_offsets: np.ndarray) -> bool:
+    """Whether every (sample, slot) row holds exactly one key: at most one per slot (the layout) and as many
+    keys as rows."""
+    return all(k == 1 for k in spec.nnz_per_slot) and int(row_offsets[-1]) == row_offsets.shape[0] - 1
 
 
 def build_batch(
@@ -37,6 +43,7 @@ def build_batch(
                     row_offsets=ro if ro.flags.writeable else ro.copy(),
                     keys=np.ascontiguousarray(k, dtype=layout.key_dtype),
                     slot_num=sp.slot_num,
+                    one_hot=one_hot(sp, ro),
                 )
                 for ro, k, sp in zip(blk.row_offsets, blk.keys, layout.sparse)
             ],
@@ -65,7 +72,8 @@ def build_batch(
             keys = np.concatenate(keys_parts)
         else:
             keys = np.zeros(0, dtype=layout.key_dtype)
-        sparse.append(SparseBatch(row_offsets=ro, keys=keys.astype(layout.key_dtype, copy=False), slot_num=S))
+        sparse.append(SparseBatch(row_offsets=ro, keys=keys.astype(layout.key_dtype, copy=False), slot_num=S,
+                                  one_hot=one_hot(spec, ro)))
     return Batch(size=size, label=label, dense=dense, sparse=sparse)
 
 

@@ -11,12 +11,14 @@ class SparseBatch:
     """Keys of one sparse input as CSR over (sample, slot) rows, sample-major.
 
     ``row_offsets`` has n·slot_num + 1 int64 entries; the keys of sample i, slot s are
-    ``keys[row_offsets[i*slot_num+s] : row_offsets[i*slot_num+s+1]]``.
+    ``keys[row_offsets[i*slot_num+s] : row_offsets[i*slot_num+s+1]]``. ``one_hot``: every row holds exactly
+    one key (row_offsets is 0, 1, ..., n·slot_num), which lets the GPU staging skip copying the offsets.
     """
 
     row_offsets: np.ndarray
     keys: np.ndarray
     slot_num: int
+    one_hot: bool = False
 
     def nnz(self) -> np.ndarray:
         """Keys per (sample, slot), shape (n, slot_num)."""

@@ -172,7 +172,7 @@ class CupyStore(Store):
     def __init__(self, place: Place, name: str, capacity: int, vec: int, ref_opt: SparseOptimizer,
                  optimizer: Mapping[str, Any], spec: KernelSpec, kernels: Any) -> None:
         super().__init__(place, name, capacity, vec, ref_opt)
-        from hgc.runtime.cuda.embedding import DeviceEmbedding
+        from hgc.runtime.cuda.embedding import DeviceEmbedding, vector_width
 
         self.cp = place.xp
         table = EmbeddingTableSpec(name, "LocalizedSlotSparseEmbeddingOneHot", "", "", self.vec, 1, "sum",
@@ -180,7 +180,7 @@ class CupyStore(Store):
                                    "float32")
         with place:
             self.emb = DeviceEmbedding(table, kernels, self.cp.zeros((self.capacity, self.vec), self.cp.float32))
-        self.vn = self.vec // (4 if self.vec % 4 == 0 else (2 if self.vec % 2 == 0 else 1))
+        self.vn = self.vec // vector_width(self.vec)
 
     def _launch(self, fn: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple) -> None:
         from hgc.runtime.cuda.device import debug_level, sync_check
@@ -251,7 +251,7 @@ class CupyStore(Store):
                 return
             seg = self.cp.empty(nkeys, self.cp.int64)
             self._launch("segments", _grid(nseg, BLOCK), (BLOCK, 1, 1), (rows.offsets, np.int64(nseg), seg))
-            self._launch("scatter_sgd", _grid(nkeys * self.vec, BLOCK), (BLOCK, 1, 1),
+            self._launch("scatter_sgd", _grid(nkeys * self.vn, BLOCK), (BLOCK, 1, 1),
                          (rows.offsets, np.int64(nseg), rows.rows, seg, rows.seg_grads, self.emb.table, self.emb.hp))
 
     def gather(self, rows: Any) -> Any:
