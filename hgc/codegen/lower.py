@@ -737,18 +737,26 @@ class _Lowering:
                                          i32(tgt[1])], elementwise_launch(self.numel(x))))
 
     # fully connected ---------------------------------------------------------------------------
-    def aligned_rows(self, n: Node, ph: _Phase, x: str, tag: str) -> tuple[Arg, Extent | None]:
-        """The GEMM operand for activation ``x`` (rows x width): itself when its rows are 16-byte aligned,
-        else a copy (added to ``ph``) into the scratch view ``<node>/<tag>`` with padded rows; with the
-        leading dimension to give the GEMM (None: the dense width)."""
+    def aligned_rows(self, n: Node, ph: _Phase, x: str, tag: str) -> tuple[Arg, int]:
+        """The GEMM operand for activation ``x`` (rows x width) and its row length: itself when its rows are
+        whole 16-byte units, else a copy (added to ``ph``) into the scratch view ``<node>/<tag>`` with rows
+        padded by zeros to padded_width."""
         k, dt = self.width(x), self.dtype(x)
         kp = padded_width(k, dt)
         if kp == k:
-            return self.act(x), None
+            return self.act(x), k
         rows = self.rows(x)
         pad = self.new_scratch(n, tag, (rows, Extent.const(kp)), dt)
-        ph.add(self.copy(n, self.act(x), pad, dt, rows, k, k, kp))
-        return pad, Extent.const(kp)
+        ph.add(self.copy(n, self.act(x), pad, dt, rows, k, k, kp, zeros=kp - k))
+        return pad, kp
+
+    def padded_weight(self, n: Node, ph: _Phase, wi: int, k: int, kp: int, m: int, dt: str, tag: str) -> Arg:
+        """Weight ``wi`` (k x m) of the GEMM type ``dt``, as a scratch copy with kp - k zero rows appended (so
+        that a GEMM can run over kp, a multiple of 16 bytes, instead of k)."""
+        src = Arg("weight", n.name, wi, "low") if dt in ("float16", "bfloat16") else self.w(n, wi)
+        pad = self.new_scratch(n, tag, (Extent.const(kp), Extent.const(m)), dt)
+        ph.add(self.copy(n, src, pad, dt, Extent.const(1), k * m, 0, 0, zeros=(kp - k) * m))
+        return pad
 
     def _fc_forward(self, n: Node, ph: _Phase, x: str, y: str, wi: int, act: str) -> None:
         k, m = self.width(x), self.width(y)
@@ -756,9 +764,12 @@ class _Lowering:
         spec = self.spec("bias_act", n, dtype=self.dtype(y), act=act)
         epi = self.launch(spec, "fwd", [self.act(y), self.w(n, wi + 1), i64(rows), i32(m)],
                           elementwise_launch(rows * m))
-        xa, lda = self.aligned_rows(n, ph, x, f"rows{wi}")
-        ph.add(GemmCall(xa, self.w(n, wi), self.act(y), rows, Extent.const(m), Extent.const(k), epilogue=epi,
-                        a_ld=lda))
+        xa, kp = self.aligned_rows(n, ph, x, f"rows{wi}")
+        # cuBLAS's fast kernels also want the reduced dimension in whole 16-byte units: x's zero columns meet
+        # zero weight rows
+        wa = self.w(n, wi) if kp == k else self.padded_weight(n, ph, wi, k, kp, m, self.dtype(x), f"wpad{wi}")
+        ph.add(GemmCall(xa, wa, self.act(y), rows, Extent.const(m), Extent.const(kp), epilogue=epi,
+                        a_ld=Extent.const(kp)))
         if act == "Relu":
             self.private.add(y)
 
@@ -772,19 +783,20 @@ class _Lowering:
         ph.add(*self.column_sum(n, f"bias_partials{wi + 1}", spec, rows, m,
                                 "drelu_bias_part" if relu else "bias_part", [self.act(y), g] if relu else [g],
                                 [i64(rows), i32(m)], "bias_finish", [self.wg(n, wi + 1), i32(m)]))
-        xa, lda = self.aligned_rows(n, ph, x, f"rows{wi}")  # copied again: scratch does not outlive a phase
+        xa, kp = self.aligned_rows(n, ph, x, f"rows{wi}")  # copied again: scratch does not outlive a phase
         ph.add(GemmCall(xa, g, self.wg(n, wi), Extent.const(k), Extent.const(m), rows, transa=True, beta=1.0,
-                        a_ld=lda))
+                        a_ld=Extent.const(kp)))
         if dx is None:
             return
-        if lda is None:
+        if kp == k:
             ph.add(GemmCall(g, self.w(n, wi), dx[0], rows, Extent.const(k), Extent.const(m), transb=True,
                             beta=float(dx[1])))
             return
-        # dx into padded rows, then into its own view (written or accumulated)
-        kp, dt = lda.fixed, self.dtype(x)
-        gpad = self.new_scratch(n, f"grad_rows{wi}", (rows, lda), dt)
-        ph.add(GemmCall(g, self.w(n, wi), gpad, rows, Extent.const(k), Extent.const(m), transb=True, c_ld=lda),
+        # dx over kp columns (the zero weight rows give zeros) into padded rows, then into its own view
+        dt = self.dtype(x)
+        wa = self.padded_weight(n, ph, wi, k, kp, m, dt, f"wpad{wi}")
+        gpad = self.new_scratch(n, f"grad_rows{wi}", (rows, Extent.const(kp)), dt)
+        ph.add(GemmCall(g, wa, gpad, rows, Extent.const(kp), Extent.const(m), transb=True, c_ld=Extent.const(kp)),
                self.copy(n, gpad, dx[0], dt, rows, k, kp, k, acc=dx[1]))
 
     def fwd_InnerProduct(self, n: Node, ph: _Phase) -> None:
@@ -964,15 +976,16 @@ class _Lowering:
     # copies ------------------------------------------------------------------------------------
     def copy(self, n: Node, src: Arg, dst: Arg, dtype: str, n0: Extent, n2: Extent | int, s0: int, d0: int,
              soff: int = 0, doff: int = 0, acc: int = 0, n1: int = 1, s1: int = 0,
-             d1: int = 0) -> KernelLaunch:
-        """dst[doff + o*d0 + j*d1 + c] (+)= src[soff + o*s0 + j*s1 + c] for o < n0, j < n1, c < n2."""
+             d1: int = 0, zeros: int = 0) -> KernelLaunch:
+        """dst[doff + o*d0 + j*d1 + c] (+)= src[soff + o*s0 + j*s1 + c] for o < n0, j < n1, c < n2, and 0 for
+        n2 <= c < n2 + zeros."""
         spec = self.spec("concat_slice", n, dtype=dtype)
         n2e = n2 if isinstance(n2, Extent) else Extent.const(n2)
-        if n2e.num and n0.num:
+        if n2e.num and (n0.num or zeros):
             raise ValueError(f"{n.label()}: a copy cannot scale with the batch in two dimensions")
-        total = n2e * (n0.fixed * n1) if n2e.num else n0 * (n1 * n2e.fixed)
-        return self.launch(spec, "copy", [src, dst, i64(n0), i64(n1), i64(n2e), i64(s0), i64(s1), i64(soff),
-                                          i64(d0), i64(d1), i64(doff), i32(acc)], elementwise_launch(total))
+        total = n2e * (n0.fixed * n1) if n2e.num else n0 * (n1 * (n2e.fixed + zeros))
+        return self.launch(spec, "copy", [src, dst, i64(n0), i64(n1), i64(n2e), i64(zeros), i64(s0), i64(s1),
+                                          i64(soff), i64(d0), i64(d1), i64(doff), i32(acc)], elementwise_launch(total))
 
     def _concat_layout(self, n: Node) -> tuple[Extent, list[int], int]:
         """(rows, per-input widths, output width) viewing every input as (rows, width_i)."""

@@ -156,7 +156,8 @@ class Arg:
 
     kind:
       ``act`` / ``grad`` / ``scratch``: pointer to the view of tensor ``name``;
-      ``weight`` / ``wgrad``: pointer to weight ``index`` of node ``name`` (master fp32 / its gradient);
+      ``weight`` / ``wgrad``: pointer to weight ``index`` of node ``name`` (master fp32 / its gradient; a
+        ``weight`` with value ``"low"``: its slice of the fp16/bf16 copy);
       ``weights`` / ``wgrads``: the whole flat fp32 weight / weight-gradient buffer;
       ``state``: pointer to per-node state ``name`` (e.g. ``"bn1/running_mean"``);
       ``int`` / ``float``: a scalar; ``value`` is an :class:`Extent` for ints, a number for floats;
@@ -469,7 +470,7 @@ def describe(op: Op) -> str:
         if x.kind in ("act", "grad", "scratch", "state", "runtime"):
             return f"{x.kind}:{x.name}"
         if x.kind in ("weight", "wgrad"):
-            return f"{x.kind}:{x.name}[{x.index}]"
+            return f"{x.kind}:{x.name}[{x.index}]" + (f" ({x.value})" if x.value else "")
         if x.kind == "weights" and x.value:
             return f"weights:{x.value}"  # the flat low-precision copy of the weights
         if x.kind in ("weights", "wgrads", "null"):

@@ -333,11 +333,14 @@ def gru_bias_grad(p: Params, da: Any, wg: Any, rows: int) -> None:
     _put(wg, 3 * h * v + 3 * h * h, da[:rows * 3 * h].reshape(rows, 3 * h).sum(axis=0), 1)
 
 
-def copy(p: Params, src: Any, dst: Any, n0: int, n1: int, n2: int, s0: int, s1: int, soff: int, d0: int,
-         d1: int, doff: int, acc: int) -> None:
-    o, j, c = np.meshgrid(np.arange(n0), np.arange(n1), np.arange(n2), indexing="ij")
-    si, di = (soff + o * s0 + j * s1 + c).ravel(), (doff + o * d0 + j * d1 + c).ravel()
-    dst[di] = dst[di] + src[si] if acc else src[si]
+def copy(p: Params, src: Any, dst: Any, n0: int, n1: int, n2: int, nz: int, s0: int, s1: int, soff: int,
+         d0: int, d1: int, doff: int, acc: int) -> None:
+    o, j, c = np.meshgrid(np.arange(n0), np.arange(n1), np.arange(n2 + nz), indexing="ij")
+    o, j, c = o.ravel(), j.ravel(), c.ravel()
+    di, keep = doff + o * d0 + j * d1 + c, c < n2
+    v = np.zeros(di.shape, dst.dtype)
+    v[keep] = src[(soff + o * s0 + j * s1 + c)[keep]]
+    dst[di] = dst[di] + v if acc else v
 
 
 KERNELS = {

@@ -217,30 +217,38 @@ def test_interaction(dtype: str, b: int, d: int, f: int, tc: bool, grid: int) ->
 # -- strided copies (Concat / Slice / padded GEMM rows) ----------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_strided_copy(dtype: str) -> None:
-    """dst[doff + o*d0 + j*d1 + c] (+)= src[soff + o*s0 + j*s1 + c]: rows into padded rows and back
-    (accumulating), and a 3-D block, with grids smaller than the work (grid-stride loop)."""
+    """dst[doff + o*d0 + j*d1 + c] (+)= src[soff + o*s0 + j*s1 + c] (zeros for n2 <= c < n2 + nz): rows
+    into padded rows and back (accumulating), a 3-D block, and zero-filled padding, with grids smaller than
+    the work (grid-stride loop)."""
     r = np.random.default_rng(21)
     m = module("concat_slice", dtype=dtype)
     rows, k, kp = 37, 13, 16
     src = emu.host_array(r.uniform(-1, 1, rows * k), dtype)
     pad = emu.host_array(np.full(rows * kp, 7.0), dtype)
     i64 = np.int64
-    m("copy", (2, 1), (64, 1), src, pad, i64(rows), i64(1), i64(k), i64(k), i64(0), i64(0), i64(kp), i64(0),
-      i64(0), np.int32(0))
+    m("copy", (2, 1), (64, 1), src, pad, i64(rows), i64(1), i64(k), i64(0), i64(k), i64(0), i64(0), i64(kp),
+      i64(0), i64(0), np.int32(0))
     got = emu.as_float64(pad, dtype).reshape(rows, kp)
     assert np.array_equal(got[:, :k], emu.as_float64(src, dtype).reshape(rows, k))
     assert np.all(got[:, k:] == 7.0)  # the padding is left alone
     back0 = r.uniform(-1, 1, rows * k)
     back = emu.host_array(back0, dtype)
-    m("copy", (3, 1), (32, 1), pad, back, i64(rows), i64(1), i64(k), i64(kp), i64(0), i64(0), i64(k), i64(0),
-      i64(0), np.int32(1))
+    m("copy", (3, 1), (32, 1), pad, back, i64(rows), i64(1), i64(k), i64(0), i64(kp), i64(0), i64(0), i64(k),
+      i64(0), i64(0), np.int32(1))
     want = emu.as_float64(emu.host_array(back0, dtype), dtype) + emu.as_float64(src, dtype)
     assert rel(emu.as_float64(back, dtype), want) < TOL[dtype]
     # (o, j, c) over 5 x 3 x 4 from offset 2 of a (5, 3, 6) block into a (5, 4, 4) one at offset 1
     blk = emu.host_array(r.uniform(-1, 1, 5 * 3 * 6 + 2), dtype)
     out = emu.host_array(np.zeros(5 * 4 * 4 + 1), dtype)
-    m("copy", (1, 1), (32, 1), blk, out, i64(5), i64(3), i64(4), i64(18), i64(6), i64(2), i64(16), i64(4),
+    m("copy", (1, 1), (32, 1), blk, out, i64(5), i64(3), i64(4), i64(0), i64(18), i64(6), i64(2), i64(16), i64(4),
       i64(1), np.int32(0))
     b = emu.as_float64(blk, dtype)[2:].reshape(5, 3, 6)[:, :, :4]
     o = emu.as_float64(out, dtype)[1:].reshape(5, 4, 4)[:, :3, :]
     assert np.array_equal(o, b)
+    # zero padding: rows of k values into rows of kp, the kp - k columns after each set to 0 (over garbage)
+    pad = emu.host_array(np.full(rows * kp, np.nan), dtype)
+    m("copy", (2, 1), (64, 1), src, pad, i64(rows), i64(1), i64(k), i64(kp - k), i64(k), i64(0), i64(0), i64(kp),
+      i64(0), i64(0), np.int32(0))
+    got = emu.as_float64(pad, dtype).reshape(rows, kp)
+    assert np.array_equal(got[:, :k], emu.as_float64(src, dtype).reshape(rows, k))
+    assert np.all(got[:, k:] == 0.0)

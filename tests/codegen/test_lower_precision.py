@@ -175,8 +175,14 @@ def test_fused_group_keeps_member_outputs_and_gemm_types() -> None:
     plan, _ = compiled(weighted_graph("GroupFusedInnerProduct"), "float16")
     group = next(n for n in plan.nodes if n.op == "GroupFusedInnerProduct")
     assert group.outputs == ("g0", "g1", "y")
-    fwd = [g for g in gemms(plan, "forward") if g.b.kind == "weight" and g.b.name == group.name]
-    assert [g.b.index for g in fwd] == [0, 2, 4] and all(g.epilogue is not None for g in fwd)
+    # every member's input (18, 20, 12 wide) runs over whole 16-byte rows: its weight is a zero-padded copy
+    fwd = [g for g in gemms(plan, "forward") if g.b.name.startswith(f"{group.name}/")]
+    assert [g.b.name for g in fwd] == [f"{group.name}/wpad{i}" for i in (0, 2, 4)]
+    assert [g.k.at(24) for g in fwd] == [24, 24, 16] and all(g.epilogue is not None for g in fwd)
+    copies = {op.args[1].name: op.args[0] for op in ops(plan, "forward")
+              if isinstance(op, KernelLaunch) and op.function == "copy"}
+    assert all(copies[f"{group.name}/wpad{i}"] == Arg("weight", group.name, i, "low")  # the fp16 weight copy
+               for i in (0, 2, 4))
     # an input gradient lands in its view, or first in padded rows when the rows are not 16-byte aligned
     bwd = [g for g in gemms(plan, "backward") if g.c.kind in ("wgrad", "grad", "scratch") and
            (g.c.name == group.name or g.c.name in ("g0", "g1", "pre_r") or

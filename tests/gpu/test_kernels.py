@@ -298,16 +298,16 @@ def test_copies_concat_and_slice(dtype: str) -> None:
     off = 0
     for x in xs:
         w = x.shape[-1]
-        m("copy", blocks(rows * w), 256, to_dev(cp, x, dtype), y, i64(rows), i64(1), i64(w), i64(w), i64(0), i64(0),
-          i64(total), i64(0), i64(off), i32(0))
+        m("copy", blocks(rows * w), 256, to_dev(cp, x, dtype), y, i64(rows), i64(1), i64(w), i64(0), i64(w), i64(0),
+          i64(0), i64(total), i64(0), i64(off), i32(0))
         off += w
     assert rel_err(from_dev(cp, y, dtype), y_ref) < TOL[dtype]
     dg, off = to_dev(cp, g, dtype), 0
     for x, want in zip(xs, gx_ref):
         w = x.shape[-1]
         gx = to_dev(cp, np.ones(x.shape), dtype)
-        m("copy", blocks(rows * w), 256, dg, gx, i64(rows), i64(1), i64(w), i64(total), i64(0), i64(off), i64(w),
-          i64(0), i64(0), i32(1))
+        m("copy", blocks(rows * w), 256, dg, gx, i64(rows), i64(1), i64(w), i64(0), i64(total), i64(0), i64(off),
+          i64(w), i64(0), i64(0), i32(1))
         assert rel_err(from_dev(cp, gx, dtype), want + 1) < TOL[dtype]
         off += w
     # FusedReshapeConcat's item output: a 3-level copy
@@ -316,8 +316,8 @@ def test_copies_concat_and_slice(dtype: str) -> None:
     off = 0
     for x in xs:
         v = x.shape[-1]
-        m("copy", blocks(b * 3 * v), 256, to_dev(cp, x, dtype), item, i64(b), i64(3), i64(v), i64(4 * v), i64(v),
-          i64(0), i64(3 * 8), i64(8), i64(off), i32(0))
+        m("copy", blocks(b * 3 * v), 256, to_dev(cp, x, dtype), item, i64(b), i64(3), i64(v), i64(0), i64(4 * v),
+          i64(v), i64(0), i64(3 * 8), i64(8), i64(off), i32(0))
         off += v
     assert rel_err(from_dev(cp, item, dtype), item_ref) < TOL[dtype]
 

@@ -254,6 +254,9 @@ class CudaExecutor:
             return self._buffers[b.buffer]
         if k == "weights" and arg.value:  # the low-precision copy (the optimizer refreshes it)
             return self.master_lp
+        if k == "weight" and arg.value == "low":  # one weight's slice of the low-precision copy
+            w = self.slots[(arg.name, arg.index)]
+            return self.master_lp[w.offset:w.offset + w.size]
         if k in ("weight", "weights"):
             return self._weight_view(arg, False)
         if k in ("wgrad", "wgrads"):
