@@ -56,7 +56,7 @@ case "$stage" in
   quick)
     k="${QUICK_K:-fused_update or InnerProduct or bias or Fused or nteraction or copy or Concat or dlrm or wdl}"
     gpu_tests "${TEST_BUDGET_S:-200}" -k "$k" "$@"
-    benchmarks "--precisions tf32,fp16 --graph on" "${BUDGET_S:-330}"
+    benchmarks "--precisions tf32,fp16 --graph on --top ${TOP:-25}" "${BUDGET_S:-330}"
     ;;
   *)
     echo "usage: gpu_session.sh verify|examples|bench|quick [pytest args]" >&2

@@ -300,25 +300,30 @@ class DeviceEmbedding:
         args_seg = (ds.offsets, scalar(nseg, "long long"))
         isz = ITEMSIZE.get(self.spec.out_dtype, 4)
         states = len(self.states)
-        cost = n * self.vec * (isz + 8 * (1 + states)) + n * 32
-        with profile.region(f"{self.name}: embedding.backward+update", "embedding", 0.0, float(cost)):
-            if not n:
-                return
-            if self.atomic:  # a thread per VW elements of a key
+        if not n:
+            return
+        if self.atomic:  # a thread per VW elements of a key
+            cost = n * self.vec * (isz + 8) + n * 16
+            with profile.region(f"{self.name}: embedding.backward+update", "embedding", 0.0, float(cost)):
                 self._launch("scatter_sgd", _grid(n * self.vec // vector_width(self.vec), BLOCK), (BLOCK, 1, 1),
                              (*args_seg, ws.rows, ws.seg, grad, self.table, self.hp))
-                return
-            cp = cupy()
-            grid = _grid(n, BLOCK)
-            nn, sentinel = scalar(n, "long long"), scalar(self.capacity, "long long")
+            return
+        cp = cupy()
+        grid = _grid(n, BLOCK)
+        nn, sentinel = scalar(n, "long long"), scalar(self.capacity, "long long")
+        with profile.region(f"{self.name}: embedding.backward sort", "embedding", 0.0, float(n * 40)):
             self._launch("sort_keys", grid, (BLOCK, 1, 1), (*args_seg, nn, ws.rows, sentinel, ws.skey))
             order = cp.argsort(ws.skey[:n])  # stable: a row's keys stay in batch order
+        with profile.region(f"{self.name}: embedding.backward reduce", "embedding", 0.0,
+                            float(n * self.vec * (isz + 4) + n * 48)):
             self._launch("run_heads", grid, (BLOCK, 1, 1), (order, ws.skey, nn, sentinel, ws.flag))
             self._scan(ws, n)
             self._launch("run_starts", grid, (BLOCK, 1, 1), (order, ws.skey, nn, sentinel, ws.flag, ws.incl,
                                                              ws.starts, ws.urows, ws.nuniq, self.hi))
-            self._launch("run_reduce", _grid(n * self.vec, BLOCK), (BLOCK, 1, 1), (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad,
-                                                               ws.ugrad))
+            self._launch("run_reduce", _grid(n * self.vec, BLOCK), (BLOCK, 1, 1),
+                         (order, ws.seg, ws.starts, ws.nuniq, ds.offsets, grad, ws.ugrad))
+        with profile.region(f"{self.name}: embedding.update", "embedding", 0.0,
+                            float(n * self.vec * 4 * (2 + 2 * (1 + states)))):
             self._apply(ws.urows, ws.ugrad, ws.nuniq, n)
 
     def _apply(self, urows: Any, ugrad: Any, nuniq: Any, n: int) -> None:
