@@ -7,8 +7,11 @@ between its two events). Each region carries an estimate of the floating-point o
 must move at least, so the table can put achieved TFLOP/s and GB/s next to the GPU's measured peaks
 (:func:`measure_peaks`: a large device-to-device copy and large matrix products).
 
-Times are summed per region name over the profiled steps and reported per step; when the host is slower
-than the GPU (small kernels), a region also holds the time the GPU waited for its launch.
+Times are summed per region name over the profiled steps and reported per step. Without CUDA graphs the
+host is often slower than the GPU (small kernels), and a region would also hold the time the GPU waited
+for its launch; so each profiled step starts behind a kernel that holds the GPU for ``hold_ms`` (default
+50 ms), long enough for the host to queue the whole step: the GPU then runs it back to back and the events
+time the kernels alone.
 """
 from __future__ import annotations
 
@@ -17,7 +20,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 _ACTIVE: list[Profiler] = []
+
+#: One thread that returns after ``ns`` nanoseconds of the GPU's global timer.
+HOLD_SOURCE = r"""
+extern "C" __global__ void hgc_hold(unsigned long long ns) {
+  unsigned long long t0, t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+  do {
+    __nanosleep(10000);
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } while (t - t0 < ns);
+}
+"""
 
 
 @dataclass(frozen=True)
@@ -65,11 +82,13 @@ class Row:
 class Profiler:
     """Collects CUDA-event timings per named region; ``gemm_kind`` picks the GEMM peak (fp32/tf32/fp16)."""
 
-    def __init__(self, gemm_kind: str = "fp32") -> None:
+    def __init__(self, gemm_kind: str = "fp32", hold_ms: float = 50.0) -> None:
         from hgc.runtime.cuda.device import cupy
 
         self.cp = cupy()
         self.gemm_kind = gemm_kind
+        self.hold_ms = hold_ms
+        self._hold: Any = None
         self.regions: dict[str, Region] = {}
         self.steps = 0
         self.step_ms = 0.0
@@ -103,7 +122,16 @@ class Profiler:
             r.flops += flops
             r.nbytes += nbytes
 
+    def hold(self) -> None:
+        """Keep the GPU busy for ``hold_ms`` (on the current stream) while the host queues what follows."""
+        if self.hold_ms <= 0:
+            return
+        if self._hold is None:
+            self._hold = self.cp.RawKernel(HOLD_SOURCE, "hgc_hold")
+        self._hold((1,), (1,), (np.uint64(self.hold_ms * 1e6),))
+
     def step_begin(self) -> None:
+        self.hold()
         s = self._event()
         s.record()
         self._step = (s, None)
