@@ -14,7 +14,7 @@ from tests.gpu.test_executor import make_batch, setup
 
 
 def profiled(hold_ms: float, steps: int = 3) -> Profiler:
-    graph, plan, _, ex, _ = setup("dlrm", batch=301)
+    graph, _, _, ex, _ = setup("dlrm", batch=301)
     batch = make_batch(graph, 301, seed=5)
     ex.train_step(batch, 0.01)  # compile and warm up outside the profile
     prof = Profiler("fp32", hold_ms=hold_ms)
