@@ -252,3 +252,39 @@ def test_strided_copy(dtype: str) -> None:
     got = emu.as_float64(pad, dtype).reshape(rows, kp)
     assert np.array_equal(got[:, :k], emu.as_float64(src, dtype).reshape(rows, k))
     assert np.all(got[:, k:] == 0.0)
+
+
+# -- dropout (counter RNG) ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_masks_equal_the_host_rng(dtype: str) -> None:
+    """fwd and bwd keep exactly rng.dropout_keep's elements (odd n, a grid smaller than the work), scaled by
+    1/(1 - rate); the backward adds into its target when acc is set."""
+    from hgc.runtime.cuda import rng as hrng
+
+    n, rate, seed = 1001, 0.3, 0x1234ABCD9876
+    r = np.random.default_rng(31)
+    m = module("elementwise", op="dropout", dtype=dtype, rate=rate)
+    x = emu.host_array(r.uniform(0.5, 1.5, n), dtype)
+    y = emu.host_array(np.full(n, 9.0), dtype)
+    m("fwd", (3, 1), (64, 1), x, y, np.int64(n), np.uint64(seed))
+    keep = hrng.dropout_keep(seed, n, rate)
+    want = np.where(keep, emu.as_float64(x, dtype) / (1 - rate), 0.0)
+    assert rel(emu.as_float64(y, dtype), want) < TOL[dtype]
+    gx0 = r.uniform(-1, 1, n)
+    gx = emu.host_array(gx0, dtype)
+    m("bwd", (2, 1), (32, 1), x, gx, np.int64(n), np.uint64(seed), np.int32(1))
+    want = emu.as_float64(emu.host_array(gx0, dtype), dtype) + np.where(keep, emu.as_float64(x, dtype) / (1 - rate), 0)
+    assert rel(emu.as_float64(gx, dtype), want) < TOL[dtype]
+
+
+def test_counter_rng_statistics() -> None:
+    """The pairs sharing one hash are uncorrelated, and keep fractions and moments are those of U[0, 1)."""
+    from hgc.runtime.cuda import rng as hrng
+
+    u = hrng.uniform01(hrng.step_seed(7, "drop", 3), np.arange(1 << 20, dtype=np.uint64)).astype(np.float64)
+    assert abs(u.mean() - 0.5) < 2e-3 and abs(u.var() - 1 / 12) < 2e-3
+    assert abs(np.corrcoef(u[0::2], u[1::2])[0, 1]) < 5e-3  # the two halves of one draw
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 5e-3
+    assert abs((u >= 0.5).mean() - 0.5) < 2e-3
+    other = hrng.uniform01(hrng.step_seed(7, "drop", 4), np.arange(1 << 20, dtype=np.uint64))
+    assert abs(np.corrcoef(u, other)[0, 1]) < 5e-3  # the next step's mask is another one

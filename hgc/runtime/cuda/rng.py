@@ -27,10 +27,13 @@ def mix64(z: np.ndarray | int) -> np.ndarray:
 
 
 def uniform01(seed: int, counters: np.ndarray) -> np.ndarray:
-    """float32 uniforms in [0, 1) with 24 random bits, as the kernels draw them."""
+    """float32 uniforms in [0, 1) with 24 random bits, as the kernels draw them: draw k of seed's splitmix64
+    stream gives counter 2k its bits 40..63 and counter 2k + 1 its bits 8..31."""
     c = np.asarray(counters, dtype=np.uint64)
-    bits = mix64(np.uint64(seed & _MASK64) ^ mix64(c)) >> np.uint64(40)
-    return bits.astype(np.float32) * np.float32(1.0 / 16777216.0)
+    with np.errstate(over="ignore"):
+        bits = mix64(np.uint64(seed & _MASK64) + (c >> np.uint64(1)) * _GOLDEN)
+    shift = np.where(c & np.uint64(1), np.uint64(8), np.uint64(40))
+    return ((bits >> shift) & np.uint64(0xFFFFFF)).astype(np.float32) * np.float32(1.0 / 16777216.0)
 
 
 def dropout_keep(seed: int, n: int, rate: float) -> np.ndarray:
