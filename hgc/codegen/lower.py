@@ -136,6 +136,10 @@ NULL = Arg("null")
 GEMM_ROW_ALIGN = 16
 
 
+#: FCs with at most this many outputs run on the fc_narrow kernels (one pass over x) instead of cuBLAS.
+NARROW_FC = 4
+
+
 def padded_width(width: int, dtype: str) -> int:
     """``width`` rounded up to whole 16-byte rows of ``dtype``."""
     per = GEMM_ROW_ALIGN // ITEMSIZE[dtype]
@@ -758,9 +762,20 @@ class _Lowering:
         ph.add(self.copy(n, src, pad, dt, Extent.const(1), k * m, 0, 0, zeros=(kp - k) * m))
         return pad
 
+    def _narrow_spec(self, n: Node, x: str, y: str, act: str) -> str:
+        return self.spec("fc_narrow", n, dtype=self.dtype(x), ydtype=self.dtype(y), k=self.width(x),
+                         m=self.width(y), act=act)
+
     def _fc_forward(self, n: Node, ph: _Phase, x: str, y: str, wi: int, act: str) -> None:
         k, m = self.width(x), self.width(y)
         rows = self.rows(x)
+        if act == "Relu":
+            self.private.add(y)
+        if m <= NARROW_FC:
+            ph.add(self.launch(self._narrow_spec(n, x, y, act), "fwd",
+                               [self.act(x), self.w(n, wi), self.w(n, wi + 1), self.act(y), i64(rows)],
+                               rows_launch(rows)))
+            return
         spec = self.spec("bias_act", n, dtype=self.dtype(y), act=act)
         epi = self.launch(spec, "fwd", [self.act(y), self.w(n, wi + 1), i64(rows), i32(m)],
                           elementwise_launch(rows * m))
@@ -770,8 +785,6 @@ class _Lowering:
         wa = self.w(n, wi) if kp == k else self.padded_weight(n, ph, wi, k, kp, m, self.dtype(x), f"wpad{wi}")
         ph.add(GemmCall(xa, wa, self.act(y), rows, Extent.const(m), Extent.const(kp), epilogue=epi,
                         a_ld=Extent.const(kp)))
-        if act == "Relu":
-            self.private.add(y)
 
     def _fc_backward(self, n: Node, ph: _Phase, x: str, y: str, wi: int, act: str, g: Arg,
                      dx: tuple[Arg, int] | None) -> None:
@@ -783,6 +796,14 @@ class _Lowering:
         ph.add(*self.column_sum(n, f"bias_partials{wi + 1}", spec, rows, m,
                                 "drelu_bias_part" if relu else "bias_part", [self.act(y), g] if relu else [g],
                                 [i64(rows), i32(m)], "bias_finish", [self.wg(n, wi + 1), i32(m)]))
+        if m <= NARROW_FC:
+            narrow = self._narrow_spec(n, x, y, act)
+            ph.add(*self.column_sum(n, f"wgrad_partials{wi}", narrow, rows, k * m, "wgrad_part",
+                                    [self.act(x), g], [i64(rows)], "wgrad_finish", [self.wg(n, wi)]))
+            if dx is not None:
+                ph.add(self.launch(narrow, "dgrad", [g, self.w(n, wi), dx[0], i64(rows), i32(dx[1])],
+                                   elementwise_launch(rows * k)))
+            return
         xa, kp = self.aligned_rows(n, ph, x, f"rows{wi}")  # copied again: scratch does not outlive a phase
         ph.add(GemmCall(xa, g, self.wg(n, wi), Extent.const(k), Extent.const(m), rows, transa=True, beta=1.0,
                         a_ld=Extent.const(kp)))

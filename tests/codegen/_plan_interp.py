@@ -2,7 +2,7 @@
 memsets and the launches of the kernel families below with NumPy versions of the kernels, so the wiring of
 a lowering (arguments, offsets, strides, transposes, step order, accumulation flags) is checked against
 the reference semantics of the ops. Families: select, weight_multiply, layer_norm, dice, gru, bias_act,
-multi_cross, interaction, reduce's column sums, the elementwise sequence mask and the concat_slice copy.
+multi_cross, interaction, reduce's column sums, the elementwise sequence mask, the concat_slice copy and fc_narrow.
 The two-stage column reductions are mirrored chunk by chunk (the partials view must hold the chunks the
 launch's grid y makes).
 
@@ -145,6 +145,26 @@ def bias_finish(p: Params, part: Any, parts: int, db: Any, cols: int) -> None:
 
 def colsum_finish(p: Params, part: Any, parts: int, out: Any, cols: int) -> None:
     _put(out, 0, col_finish(part, parts, cols), 1)
+
+
+def narrow_fwd(p: Params, x: Any, w: Any, b: Any, y: Any, rows: int) -> None:
+    k, m = p["k"], p["m"]
+    v = _rows(x, rows, k) @ _rows(w, k, m) + b[:m]
+    _put(y, 0, np.maximum(v, 0.0) if p["act"] == "Relu" else v, 0)
+
+
+def narrow_wgrad_part(p: Params, x: Any, g: Any, part: Any, rows: int) -> None:
+    k, m = p["k"], p["m"]
+    col_partials(part, (_rows(x, rows, k)[:, :, None] * _rows(g, rows, m)[:, None, :]).reshape(rows, k * m))
+
+
+def narrow_wgrad_finish(p: Params, part: Any, parts: int, dw: Any) -> None:
+    _put(dw, 0, col_finish(part, parts, p["k"] * p["m"]), 1)
+
+
+def narrow_dgrad(p: Params, g: Any, w: Any, dx: Any, rows: int, acc: int) -> None:
+    k, m = p["k"], p["m"]
+    _put(dx, 0, _rows(g, rows, m) @ _rows(w, k, m).T, acc)
 
 
 def cross_v1_fwd(p: Params, x0: Any, xl: Any, w: Any, b: Any, xnext: Any, s: Any, batch: int) -> None:
@@ -348,6 +368,8 @@ KERNELS = {
     ("elementwise:sequence_mask", "fwd"): sequence_mask_fwd,
     ("weight_multiply", "fwd"): wm_fwd, ("weight_multiply", "bwd_x"): wm_bwd_x,
     ("weight_multiply", "wgrad_part"): wm_wgrad_part, ("weight_multiply", "wgrad_finish"): wm_wgrad_finish,
+    ("fc_narrow", "fwd"): narrow_fwd, ("fc_narrow", "wgrad_part"): narrow_wgrad_part,
+    ("fc_narrow", "wgrad_finish"): narrow_wgrad_finish, ("fc_narrow", "dgrad"): narrow_dgrad,
     ("bias_act", "fwd"): bias_fwd, ("bias_act", "bias_part"): bias_part,
     ("bias_act", "drelu_bias_part"): drelu_bias_part, ("bias_act", "bias_finish"): bias_finish,
     ("reduce", "colsum_part"): bias_part, ("reduce", "colsum_finish"): colsum_finish,

@@ -25,6 +25,8 @@ def representative_specs() -> list[KernelSpec]:
         out.append(_spec("elementwise", f"dropout_{s}", op="dropout", dtype=dt, rate=0.3))
         for act in ("Relu", "Non"):
             out.append(_spec("bias_act", f"{act}_{s}", dtype=dt, act=act))
+        out.append(_spec("fc_narrow", f"k1453_m1_{s}", dtype=dt, ydtype=dt, k=1453, m=1, act="Non"))
+        out.append(_spec("fc_narrow", f"k13_m3_relu_{s}", dtype=dt, ydtype="float32", k=13, m=3, act="Relu"))
         out.append(_spec("loss", f"bce_{s}", op="bce", dtype=dt))
         out.append(_spec("interaction", s, dtype=dt, d=16, f=5, tc=False))
         out.append(_spec("interaction", f"dlrm_{s}", dtype=dt, d=128, f=26, tc=False))  # padded rows, float4

@@ -288,3 +288,39 @@ def test_counter_rng_statistics() -> None:
     assert abs((u >= 0.5).mean() - 0.5) < 2e-3
     other = hrng.uniform01(hrng.step_seed(7, "drop", 4), np.arange(1 << 20, dtype=np.uint64))
     assert abs(np.corrcoef(u, other)[0, 1]) < 5e-3  # the next step's mask is another one
+
+
+# -- fc_narrow (FCs with few outputs) -----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,k,m,act", [(37, 13, 1, "Non"), (130, 45, 3, "Relu"), (9, 429, 4, "Non")])
+def test_fc_narrow(dtype: str, rows: int, k: int, m: int, act: str) -> None:
+    """y = act(x W + b) (a warp per row, grids smaller than the work), dW += x^T g in chunk order, and
+    dx (+)= g W^T, against float64 on odd sizes."""
+    r = np.random.default_rng(rows + k + m)
+    mod = module("fc_narrow", dtype=dtype, ydtype=dtype, k=k, m=m, act=act)
+    x = emu.host_array(r.uniform(-1, 1, (rows, k)), dtype)
+    w = r.uniform(-1, 1, (k, m)).astype(np.float32)
+    b = r.uniform(-0.5, 0.5, m).astype(np.float32)
+    y = emu.host_array(np.full((rows, m), 5.0), dtype)
+    mod("fwd", (3, 1), (32, 8), x, w, b, y, np.int64(rows))
+    xf = emu.as_float64(x, dtype)
+    want = xf @ w.astype(np.float64) + b
+    want = np.maximum(want, 0.0) if act == "Relu" else want
+    assert rel(emu.as_float64(y, dtype).reshape(rows, m), want) < TOL[dtype]
+    g = emu.host_array(r.uniform(-1, 1, (rows, m)), dtype)
+    gf = emu.as_float64(g, dtype).reshape(rows, m)
+    parts = column_parts(rows, k * m)
+    g1, g2 = grids(k * m, parts)
+    part = np.full(parts * k * m, np.nan, np.float32)
+    dw0 = r.uniform(-1, 1, k * m).astype(np.float32)
+    dw = dw0.copy()
+    mod("wgrad_part", g1, (32, 8), x, g, part, np.int64(rows))
+    mod("wgrad_finish", g2, (32, 8), part, np.int32(parts), dw)
+    assert rel(dw - dw0, (xf.T @ gf).reshape(-1)) < 1e-5
+    prod = (xf[:, :, None] * gf[:, None, :]).reshape(rows, k * m)
+    assert np.array_equal(dw, column_sums(prod.astype(np.float32).astype(np.float64), parts, dw0))
+    dx0 = r.uniform(-1, 1, (rows, k))
+    dx = emu.host_array(dx0, dtype)
+    mod("dgrad", (2, 1), (64, 1), g, w, dx, np.int64(rows), np.int32(1))
+    want = emu.as_float64(emu.host_array(dx0, dtype), dtype).reshape(rows, k) + gf @ w.T.astype(np.float64)
+    assert rel(emu.as_float64(dx, dtype).reshape(rows, k), want) < TOL[dtype]

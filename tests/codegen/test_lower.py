@@ -140,19 +140,24 @@ def test_mlp_lowers_to_gemms_with_fused_epilogues() -> None:
     assert plan.batch == 48
     fwd = ops(plan, "forward")
     gemms = [op for op in fwd if isinstance(op, GemmCall)]
-    # the 13-wide input runs over 16 columns (zero padding, 16-byte rows)
-    assert [(g.n, g.k) for g in gemms] == [(Extent.const(32), Extent.const(16)), (Extent.const(16), Extent.const(32)),
-                                           (Extent.const(1), Extent.const(16))]
+    # the 13-wide input runs over 16 columns (zero padding, 16-byte rows); the 1-output FC is fc_narrow's
+    assert [(g.n, g.k) for g in gemms] == [(Extent.const(32), Extent.const(16)), (Extent.const(16), Extent.const(32))]
+    narrow = [op for op in fwd if isinstance(op, KernelLaunch) and op.spec.startswith("hgc_fc_narrow")]
+    assert len(narrow) == 1 and plan.kernel(narrow[0].spec).params["m"] == 1
     assert all(g.m == Extent(1) and not g.transa and not g.transb for g in gemms)
-    assert [plan.kernel(g.epilogue.spec).params["act"] for g in gemms] == ["Relu", "Relu", "Non"]
+    assert [plan.kernel(g.epilogue.spec).params["act"] for g in gemms] == ["Relu", "Relu"]
+    assert plan.kernel(narrow[0].spec).params["act"] == "Non"
     assert isinstance(fwd[-1], KernelLaunch) and plan.kernel(fwd[-1].spec).params["op"] == "bce"
     bwd = ops(plan, "backward")
     assert isinstance(bwd[0], Memset) and bwd[0].target.kind == "wgrads"
     bgemms = [op for op in bwd if isinstance(op, GemmCall)]
-    # dW for 3 layers, dx for the two upper layers only: the dense input takes no gradient
-    assert sum(1 for g in bgemms if g.transa) == 3
-    assert sum(1 for g in bgemms if g.transb) == 2
+    # dW for 3 layers, dx for the two upper layers only (the dense input takes no gradient); the top
+    # layer's by fc_narrow
+    assert sum(1 for g in bgemms if g.transa) == 2
+    assert sum(1 for g in bgemms if g.transb) == 1
     assert all(g.beta == 1.0 for g in bgemms if g.transa)
+    assert [op.function for op in bwd if isinstance(op, KernelLaunch) and op.spec == narrow[0].spec] == \
+        ["wgrad_part", "wgrad_finish", "dgrad"]
     # dReLU fused into the bias gradient's first stage; every bias gradient is a part + finish pair
     fns = [op.function for op in bwd if isinstance(op, KernelLaunch) and op.function.endswith(("bias_part",
                                                                                                 "bias_finish"))]
@@ -223,7 +228,7 @@ def test_every_op_lowers_and_matches_kernel_signatures() -> None:
     # the families of Select/Gather/Scale, WeightMultiply, LayerNorm, PReLU_Dice and GRU are covered by
     # tests/codegen/test_lower_{select,norm,gemm}.py
     later = {"interaction", "select", "weight_multiply", "layer_norm", "dice", "gru"}
-    assert set(used) == (set(TEMPLATE_OF.values()) - later) | {"embedding", "optimizer"}
+    assert set(used) == (set(TEMPLATE_OF.values()) - later) | {"embedding", "optimizer", "fc_narrow"}
     assert check_signatures(plan) > 40
     modes = Counter(l.mode for l in launches(plan))
     assert modes["train"] == 2 and modes["eval"] == 2  # Dropout and BatchNorm

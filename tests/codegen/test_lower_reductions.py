@@ -133,14 +133,16 @@ def test_fc_bias_gradients_two_stages_with_fused_drelu() -> None:
     plan = seeded_plan(g, 200, ["y"])
     fns = [(op.function, op.args[0].name if op.function == "drelu_bias_part" else "")
            for op, _ in pairs(plan)]
-    # backward order: y (no activation), the group's members last to first, then h1
-    assert fns == [("bias_part", ""), ("bias_part", ""), ("drelu_bias_part", "g1"), ("drelu_bias_part", "h1")]
+    # backward order: y (no activation; then its weight gradient by fc_narrow), the group's members last
+    # to first, then h1
+    assert fns == [("bias_part", ""), ("wgrad_part", ""), ("bias_part", ""), ("drelu_bias_part", "g1"),
+                   ("drelu_bias_part", "h1")]
     assert not [op for op in launches(plan) if op.function in ("drelu", "bias_grad")]
-    widths = [1, 5, 31, 33]
+    widths = [1, 5 * 1, 5, 31, 33]
     chunks = [check_pair(plan, p, f, w) for (p, f), w in zip(pairs(plan), widths)]
-    assert chunks == [4, 4, 4, 4]  # 200 rows: chunks of at least 64 rows
+    assert chunks == [4, 4, 4, 4, 4]  # 200 rows: chunks of at least 64 rows
     # each member of the group has its own partials view; the finish adds into that member's bias
-    (p1, f1), (p2, f2) = pairs(plan)[1:3]
+    (p1, f1), (p2, f2) = pairs(plan)[2:4]
     assert p1.args[1] != p2.args[2]
     assert f1.args[2] == Arg("wgrad", "g1", 3) and f2.args[2] == Arg("wgrad", "g1", 1)
     assert check_signatures(plan) > 8

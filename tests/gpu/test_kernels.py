@@ -166,6 +166,33 @@ def test_bias_act(dtype: str, act: str) -> None:
     assert rel_err(from_dev(cp, db, "float32"), db0 + g0.sum(axis=0)) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,m,act", [(429, 1, "Non"), (45, 3, "Relu")])
+def test_fc_narrow(dtype: str, k: int, m: int, act: str) -> None:
+    """FCs with few outputs: y = act(x W + b), dW += x^T g (3 row chunks), dx += g W^T."""
+    rows = 1037
+    x0, w0 = rand((rows, k), dtype, seed=12), rand((k, m), "float32", seed=13)
+    b0 = rand((1, m), "float32", seed=14)
+    mod = Module("fc_narrow", dtype=dtype, ydtype=dtype, k=k, m=m, act=act)
+    x, w, b = to_dev(cp, x0, dtype), to_dev(cp, w0, "float32"), to_dev(cp, b0, "float32")
+    y = empty(cp, (rows, m), dtype)
+    mod("fwd", (7, 1, 1), (32, 8, 1), x, w, b, y, i64(rows))
+    want = x0 @ w0 + b0
+    assert rel_err(from_dev(cp, y, dtype), np.maximum(want, 0) if act == "Relu" else want) < TOL[dtype]
+    g0 = rand((rows, m), dtype, seed=15)
+    g = to_dev(cp, g0, dtype)
+    parts = 3
+    dw0 = np.random.default_rng(16).uniform(-1, 1, (k, m))
+    dw, part = to_dev(cp, dw0, "float32"), empty(cp, (parts, k * m), "float32")
+    mod("wgrad_part", (blocks(k * m, 32), parts, 1), (32, 8, 1), x, g, part, i64(rows))
+    mod("wgrad_finish", (blocks(k * m, 32), 1, 1), (32, 8, 1), part, i32(parts), dw)
+    assert rel_err(from_dev(cp, dw, "float32"), dw0 + x0.T @ g0) < 1e-5
+    dx0 = rand((rows, k), dtype, seed=17)
+    dx = to_dev(cp, dx0, dtype)
+    mod("dgrad", (blocks(rows * k), 1, 1), (256, 1, 1), g, w, dx, i64(rows), i32(1))
+    assert rel_err(from_dev(cp, dx, dtype), dx0 + g0 @ w0.T) < TOL[dtype]
+
+
 # -- losses ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bce", "ce1", "ce2", "multi"])
 @pytest.mark.parametrize("dtype", DTYPES)
