@@ -9,7 +9,8 @@ node some gradient reaches; then the optimizer steps. What each op becomes:
 * Column reductions (bias and weight gradients of FC, MultiCross, WeightMultiply): two launches, partial
   sums per row chunk into a scratch view, then a fixed-order sum per column added into the weight
   gradient (:meth:`_Lowering.column_sum`): fast at any width, and bit-for-bit reproducible (no atomics).
-* MultiCross v1: ``multi_cross`` row kernels; v2: GEMMs plus ``multi_cross`` elementwise kernels.
+* MultiCross v1: ``multi_cross`` row kernels (all layers' forward in one launch; backward one launch
+  per layer plus the weight-gradient finish); v2: GEMMs plus ``multi_cross`` elementwise kernels.
 * MatrixMultiply: :class:`StridedGemm` calls (one batched GEMM per product and gradient). GRU: the input
   projections of all steps as one GEMM, then per step a GEMM with the recurrent weights and the ``gru``
   gate kernel; backward through time per step (gate kernel + GEMM), weight gradients as whole-sequence GEMMs.
@@ -183,6 +184,19 @@ def column_parts(rows: int, cols: int) -> int:
 def column_parts_launch(cols: int, parts: int) -> LaunchConfig:
     """Stage 1 of a column reduction: blocks of (32, 8), grid (tiles of 32 columns, ``parts`` chunks)."""
     return LaunchConfig((32, 8, 1), Extent.const(cols), 32, MAX_BLOCKS, grid_y=parts)
+
+
+def row_parts(rows: int) -> int:
+    """Row chunks of a row kernel that also forms column partial sums (MultiCross v1's backward: one
+    block of 8 warps per chunk, grid x = the count): chunks of at least ``COLUMN_MIN_ROWS`` rows, at most
+    ``COLUMN_MAX_PARTS`` of them. Fixed in the plan, like :func:`column_parts`: the summation order, hence
+    every bit of the result, depends on the data and the batch only."""
+    return max(1, min(COLUMN_MAX_PARTS, -(-max(rows, 1) // COLUMN_MIN_ROWS)))
+
+
+def row_parts_launch(parts: int) -> LaunchConfig:
+    """Blocks of (32, 8) threads, exactly ``parts`` of them (block k takes row chunk k)."""
+    return LaunchConfig((32, 8, 1), Extent.const(parts), 1, parts)
 
 
 def interaction_smem(d: int, f: int) -> tuple[int, int]:
@@ -1153,23 +1167,32 @@ class _Lowering:
         x0, y = n.inputs[0], n.outputs[0]
         width, rows, layers = self.width(x0), self.rows(x0), int(n.attrs["num_layers"])
         k = int(n.attrs["projection_dim"])
-        spec = self.spec("multi_cross", n, dtype=self.dtype(x0), n=width)
+        spec = self._cross_spec(n)
         dt = self.dtype(x0)
         xs = [self.act(x0)] + [self.new_scratch(n, f"x{l}", (rows, Extent.const(width)), dt)
                                for l in range(1, layers)] + [self.act(y)]
+        if not k:  # every layer in one launch; s_l = x_l . w_l saved per layer for the backward
+            ss = [self.new_scratch(n, f"s{l}", (rows,)) for l in range(layers)]
+            ws = [self.w(n, i) for i in range(2 * layers)]
+            ph.add(self.launch(spec, "v1_fwd_all", [self.act(x0), *ws, *xs[1:], *ss, i64(rows)],
+                               rows_launch(rows)))
+            return
         for l in range(layers):
-            if not k:
-                s = self.new_scratch(n, f"s{l}", (rows,))
-                args = [self.act(x0), xs[l], self.w(n, 2 * l), self.w(n, 2 * l + 1), xs[l + 1], s, i64(rows)]
-                ph.add(self.launch(spec, "v1_fwd", args, rows_launch(rows)))
-            else:
-                h = self.new_scratch(n, f"h{l}", (rows, Extent.const(k)), dt)
-                z = self.new_scratch(n, f"z{l}", (rows, Extent.const(width)), dt)
-                ph.add(GemmCall(xs[l], self.w(n, 3 * l), h, rows, Extent.const(k), Extent.const(width)),
-                       GemmCall(h, self.w(n, 3 * l + 1), z, rows, Extent.const(width), Extent.const(k)),
-                       self.launch(spec, "v2_combine",
-                                   [self.act(x0), z, self.w(n, 3 * l + 2), xs[l], xs[l + 1], i64(rows)],
-                                   elementwise_launch(rows * width)))
+            h = self.new_scratch(n, f"h{l}", (rows, Extent.const(k)), dt)
+            z = self.new_scratch(n, f"z{l}", (rows, Extent.const(width)), dt)
+            ph.add(GemmCall(xs[l], self.w(n, 3 * l), h, rows, Extent.const(k), Extent.const(width)),
+                   GemmCall(h, self.w(n, 3 * l + 1), z, rows, Extent.const(width), Extent.const(k)),
+                   self.launch(spec, "v2_combine",
+                               [self.act(x0), z, self.w(n, 3 * l + 2), xs[l], xs[l + 1], i64(rows)],
+                               elementwise_launch(rows * width)))
+
+    def _cross_spec(self, n: Node) -> str:
+        """The multi_cross module of ``n``: v1 modules also carry the layer count (for ``v1_fwd_all``)."""
+        x0 = n.inputs[0]
+        if int(n.attrs["projection_dim"]):
+            return self.spec("multi_cross", n, dtype=self.dtype(x0), n=self.width(x0))
+        return self.spec("multi_cross", n, dtype=self.dtype(x0), n=self.width(x0),
+                         layers=int(n.attrs["num_layers"]))
 
     def bwd_MultiCross(self, n: Node, ph: _Phase) -> None:
         x0, y = n.inputs[0], n.outputs[0]
@@ -1178,38 +1201,44 @@ class _Lowering:
             return
         width, rows, layers = self.width(x0), self.rows(x0), int(n.attrs["num_layers"])
         k = int(n.attrs["projection_dim"])
-        spec = self.spec("multi_cross", n, dtype=self.dtype(x0), n=width)
+        spec = self._cross_spec(n)
         xs = [self.act(x0)] + [Arg("scratch", f"{n.name}/x{l}") for l in range(1, layers)]
         dt = self.dtype(x0)
         dx0 = self.new_scratch(n, "dx0", (rows, Extent.const(width)), dt)
         ew = elementwise_launch(rows * width)
+        if not k:
+            # one launch per layer (row kernel + weight-gradient partials per row chunk), then the partials'
+            # sum; layer 0 writes the input's gradient itself (dx0 + dy), so no finish pass
+            parts = row_parts(rows.num * self.batch // rows.den + rows.fixed)
+            part = self.new_scratch(n, "wgrad_partials", (Extent.const(parts), Extent.const(2 * width)))
+            tgt = self.gx(x0)
+            for l in reversed(range(layers)):
+                acc = 0 if l == layers - 1 else 1
+                gx, gacc = (tgt[0], i32(tgt[1])) if l == 0 and tgt is not None else (NULL, i32(0))
+                ph.add(self.launch(spec, "v1_bwd", [self.act(x0), xs[l], dy, Arg("scratch", f"{n.name}/s{l}"),
+                                                    self.w(n, 2 * l), dx0, i32(acc), gx, gacc, part, i64(rows)],
+                                   row_parts_launch(parts)),
+                       self.launch(spec, "v1_wgrad_finish", [part, i32(parts), self.wg(n, 2 * l),
+                                                             self.wg(n, 2 * l + 1)], columns_launch(2 * width)))
+            return
         for l in reversed(range(layers)):
             acc = 0 if l == layers - 1 else 1
-            if not k:
-                s, ds = Arg("scratch", f"{n.name}/s{l}"), self.new_scratch(n, "ds", (rows,))
-                ph.add(self.launch(spec, "v1_ds", [self.act(x0), dy, ds, i64(rows)], rows_launch(rows)),
-                       *self.column_sum(n, "wgrad_partials", spec, rows, 2 * width, "v1_wgrad_part",
-                                        [xs[l], dy, ds], [i64(rows)], "v1_wgrad_finish",
-                                        [self.wg(n, 2 * l), self.wg(n, 2 * l + 1)]),
-                       self.launch(spec, "v1_update", [dy, s, ds, self.w(n, 2 * l), dx0, i32(acc), i64(rows)],
-                                   ew))
-            else:
-                h, z = Arg("scratch", f"{n.name}/h{l}"), Arg("scratch", f"{n.name}/z{l}")
-                dz = self.new_scratch(n, "dz", (rows, Extent.const(width)), dt)
-                dh = self.new_scratch(n, "dh", (rows, Extent.const(k)), dt)
-                red = self.spec("reduce", n, dtype=self.dtype(x0), op="sum")
-                ph.add(self.launch(spec, "v2_bwd", [dy, self.act(x0), z, dz, dx0, i32(acc), i64(rows)], ew),
-                       GemmCall(dz, self.w(n, 3 * l + 1), dh, rows, Extent.const(k), Extent.const(width),
-                                transb=True),
-                       GemmCall(xs[l], dh, self.wg(n, 3 * l), Extent.const(width), Extent.const(k), rows,
-                                transa=True, beta=1.0),
-                       GemmCall(h, dz, self.wg(n, 3 * l + 1), Extent.const(k), Extent.const(width), rows,
-                                transa=True, beta=1.0),
-                       *self.column_sum(n, "bias_partials", red, rows, width, "colsum_part", [dz],
-                                        [i64(rows), i32(width)], "colsum_finish",
-                                        [self.wg(n, 3 * l + 2), i32(width)]),
-                       GemmCall(dh, self.w(n, 3 * l), dy, rows, Extent.const(width), Extent.const(k),
-                                transb=True, beta=1.0))
+            h, z = Arg("scratch", f"{n.name}/h{l}"), Arg("scratch", f"{n.name}/z{l}")
+            dz = self.new_scratch(n, "dz", (rows, Extent.const(width)), dt)
+            dh = self.new_scratch(n, "dh", (rows, Extent.const(k)), dt)
+            red = self.spec("reduce", n, dtype=self.dtype(x0), op="sum")
+            ph.add(self.launch(spec, "v2_bwd", [dy, self.act(x0), z, dz, dx0, i32(acc), i64(rows)], ew),
+                   GemmCall(dz, self.w(n, 3 * l + 1), dh, rows, Extent.const(k), Extent.const(width),
+                            transb=True),
+                   GemmCall(xs[l], dh, self.wg(n, 3 * l), Extent.const(width), Extent.const(k), rows,
+                            transa=True, beta=1.0),
+                   GemmCall(h, dz, self.wg(n, 3 * l + 1), Extent.const(k), Extent.const(width), rows,
+                            transa=True, beta=1.0),
+                   *self.column_sum(n, "bias_partials", red, rows, width, "colsum_part", [dz],
+                                    [i64(rows), i32(width)], "colsum_finish",
+                                    [self.wg(n, 3 * l + 2), i32(width)]),
+                   GemmCall(dh, self.w(n, 3 * l), dy, rows, Extent.const(width), Extent.const(k),
+                            transb=True, beta=1.0))
         tgt = self.gx(x0)
         if tgt is not None:
             ph.add(self.launch(spec, "finish", [dx0, dy, tgt[0], i64(rows), i32(tgt[1])], ew))

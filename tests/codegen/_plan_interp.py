@@ -167,22 +167,33 @@ def narrow_dgrad(p: Params, g: Any, w: Any, dx: Any, rows: int, acc: int) -> Non
     _put(dx, 0, _rows(g, rows, m) @ _rows(w, k, m).T, acc)
 
 
-def cross_v1_fwd(p: Params, x0: Any, xl: Any, w: Any, b: Any, xnext: Any, s: Any, batch: int) -> None:
+def cross_v1_fwd_all(p: Params, x0: Any, *args: Any) -> None:
+    """(x0, w_0, b_0, ..., w_{L-1}, b_{L-1}, x_1, ..., x_L, s_0, ..., s_{L-1}, batch)."""
+    nw, layers = p["n"], p["layers"]
+    assert len(args) == 4 * layers + 1, f"v1_fwd_all of {layers} layers takes {4 * layers + 2} arguments"
+    wb, xs, ss, batch = args[:2 * layers], args[2 * layers:3 * layers], args[3 * layers:4 * layers], args[-1]
+    x0v = _rows(x0, batch, nw)
+    x = x0v
+    for l in range(layers):
+        d = x @ wb[2 * l][:nw]
+        ss[l][:batch] = d
+        x = x0v * d[:, None] + wb[2 * l + 1][:nw] + x
+        _put(xs[l], 0, x, 0)
+
+
+def cross_v1_bwd(p: Params, x0: Any, xl: Any, dy: Any, s: Any, w: Any, dx0: Any, acc: int, gx: Any, gacc: int,
+                 part: Any, batch: int) -> None:
     nw = p["n"]
-    x0v, xlv = _rows(x0, batch, nw), _rows(xl, batch, nw)
-    d = xlv @ w[:nw]
-    s[:batch] = d
-    _put(xnext, 0, x0v * d[:, None] + b[:nw] + xlv, 0)
-
-
-def cross_v1_ds(p: Params, x0: Any, dy: Any, ds: Any, batch: int) -> None:
-    nw = p["n"]
-    ds[:batch] = (_rows(dy, batch, nw) * _rows(x0, batch, nw)).sum(axis=1)
-
-
-def cross_v1_wgrad_part(p: Params, xl: Any, dy: Any, ds: Any, part: Any, batch: int) -> None:
-    nw = p["n"]
-    col_partials(part, np.concatenate([ds[:batch, None] * _rows(xl, batch, nw), _rows(dy, batch, nw)], axis=1))
+    g = _rows(dy, batch, nw).copy()
+    ds = (g * _rows(x0, batch, nw)).sum(axis=1)
+    col_partials(part, np.concatenate([ds[:, None] * _rows(xl, batch, nw), g], axis=1))
+    dx = g * s[:batch, None] + (_rows(dx0, batch, nw) if acc else 0.0)
+    gnew = g + ds[:, None] * w[:nw]
+    if isinstance(gx, np.ndarray):  # the last layer: the input's gradient, dx0 and dy left alone
+        _put(gx, 0, dx + gnew, gacc)
+    else:
+        _put(dx0, 0, dx, 0)
+        _put(dy, 0, gnew, 0)
 
 
 def cross_v1_wgrad_finish(p: Params, part: Any, parts: int, dw: Any, db: Any) -> None:
@@ -190,13 +201,6 @@ def cross_v1_wgrad_finish(p: Params, part: Any, parts: int, dw: Any, db: Any) ->
     tot = col_finish(part, parts, 2 * nw)
     _put(dw, 0, tot[:nw], 1)
     _put(db, 0, tot[nw:], 1)
-
-
-def cross_v1_update(p: Params, dy: Any, s: Any, ds: Any, w: Any, dx0: Any, acc: int, batch: int) -> None:
-    nw = p["n"]
-    g = _rows(dy, batch, nw).copy()
-    _put(dx0, 0, g * s[:batch, None], acc)
-    _put(dy, 0, g + ds[:batch, None] * w[:nw], 0)
 
 
 def cross_v2_combine(p: Params, x0: Any, z: Any, b: Any, xl: Any, xnext: Any, batch: int) -> None:
@@ -373,9 +377,8 @@ KERNELS = {
     ("bias_act", "fwd"): bias_fwd, ("bias_act", "bias_part"): bias_part,
     ("bias_act", "drelu_bias_part"): drelu_bias_part, ("bias_act", "bias_finish"): bias_finish,
     ("reduce", "colsum_part"): bias_part, ("reduce", "colsum_finish"): colsum_finish,
-    ("multi_cross", "v1_fwd"): cross_v1_fwd, ("multi_cross", "v1_ds"): cross_v1_ds,
-    ("multi_cross", "v1_wgrad_part"): cross_v1_wgrad_part, ("multi_cross", "v1_wgrad_finish"): cross_v1_wgrad_finish,
-    ("multi_cross", "v1_update"): cross_v1_update, ("multi_cross", "v2_combine"): cross_v2_combine,
+    ("multi_cross", "v1_fwd_all"): cross_v1_fwd_all, ("multi_cross", "v1_bwd"): cross_v1_bwd,
+    ("multi_cross", "v1_wgrad_finish"): cross_v1_wgrad_finish, ("multi_cross", "v2_combine"): cross_v2_combine,
     ("multi_cross", "v2_bwd"): cross_v2_bwd, ("multi_cross", "finish"): cross_finish,
     ("interaction", "fwd"): inter_fwd, ("interaction", "bwd"): inter_bwd,
     ("layer_norm", "fwd"): ln_fwd, ("layer_norm", "bwd_x"): ln_bwd_x, ("layer_norm", "wgrad"): ln_wgrad,

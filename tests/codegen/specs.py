@@ -44,6 +44,7 @@ def representative_specs() -> list[KernelSpec]:
         out.append(_spec("concat_slice", s, dtype=dt))
         out.append(_spec("multi_cross", s, dtype=dt, n=13))
         out.append(_spec("multi_cross", f"one_{s}", dtype=dt, n=1))
+        out.append(_spec("multi_cross", f"dcn_{s}", dtype=dt, n=429, layers=6))
         out.append(_spec("batch_norm", s, dtype=dt, n=11, eps=1e-5, factor=0.9))
         out.append(_spec("embedding", f"sum_{s}", dtype=dt, vec=9, combiner="sum", optimizer="SGD",
                          update="Local", **OPT_HYPER))

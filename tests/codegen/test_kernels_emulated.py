@@ -1,17 +1,19 @@
-"""The column-reduction kernels (bias_act, reduce, weight_multiply, multi_cross) and the interaction kernels
-run on the CPU through tests/codegen/_cuda_emu.py (g++ and a shim of the CUDA built-ins), against the
-reference semantics, in every dtype, at odd sizes (1 row, 3 rows, more chunks than rows, 1/31/33/70
-columns). The plain sums of the column reductions are also checked bit for bit against a float32 replay of
-their fixed summation order (tests/codegen/_col_order.py): that order, not the hardware's scheduling,
-decides every bit of the result.
-The same kernels run on the GPU in tests/gpu/test_reductions.py."""
+"""The column-reduction kernels (bias_act, reduce, weight_multiply, multi_cross), the interaction kernels
+and MultiCross v1's row kernels (which also compile for sm_90 here) run on the CPU through
+tests/codegen/_cuda_emu.py (g++ and a shim of the CUDA built-ins), against the reference semantics, in
+every dtype, at odd sizes (1 row, 3 rows, more chunks than rows, 1/31/33/70/429 columns). The plain sums of
+the column reductions are also checked bit for bit against a float32 replay of their fixed summation order
+(tests/codegen/_col_order.py): that order, not the hardware's scheduling, decides every bit of the result.
+The same kernels run on the GPU in tests/gpu/test_reductions.py and tests/gpu/test_kernels.py."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hgc.codegen.lower import column_parts, interaction_config
+from hgc.codegen import nvrtc
+from hgc.codegen.lower import column_parts, interaction_config, row_parts
 from hgc.codegen.plan import KernelSpec, Params
+from hgc.codegen.render import render
 from hgc.ir.registry import RefContext, get_op
 from tests.codegen import _cuda_emu as emu
 from tests.codegen._col_order import column_sums
@@ -134,23 +136,187 @@ def test_weight_multiply_wgrad(dtype: str, rows: int, s: int, k: int) -> None:
     assert rel(dw - dw0, gw_ref.reshape(-1)) < 1e-5
 
 
-@pytest.mark.parametrize("rows,n,dtype", [(1, 1, "float32"), (3, 31, "float16"),
-                                         *((130, 17, dt) for dt in DTYPES)])
-def test_multi_cross_v1_wgrad(dtype: str, rows: int, n: int) -> None:
-    r = np.random.default_rng(rows * 7 + n)
-    xl = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
-    dy = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
-    ds = r.uniform(-1, 1, rows).astype(np.float32)
-    m = module("multi_cross", dtype=dtype, n=n)
-    parts = column_parts(rows, 2 * n)
-    g1, g2 = grids(2 * n, parts)
+# -- MultiCross v1: all layers' forward in one launch, one backward launch per layer --------------------
+def _round(x: np.ndarray, dtype: str) -> np.ndarray:
+    return emu.as_float64(emu.host_array(np.asarray(x, np.float32), dtype), dtype).astype(np.float32)
+
+
+def _warp_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Row dot products in float32 as a warp forms them: lane k adds columns k, k + 32, ... in order,
+    then the butterfly of hgc::warp_sum (xor 16, 8, 4, 2, 1)."""
+    rows, n = x.shape
+    nj = -(-n // 32)
+    prod = np.zeros((rows, nj * 32), np.float32)
+    prod[:, :n] = x.astype(np.float32) * w.astype(np.float32)
+    lanes = np.zeros((rows, 32), np.float32)
+    for j in range(nj):
+        lanes = lanes + prod[:, 32 * j:32 * j + 32]
+    for o in (16, 8, 4, 2, 1):
+        lanes = lanes + lanes[:, np.arange(32) ^ o]
+    return lanes[:, 0]
+
+
+def _cross_fwd_replay(x0: np.ndarray, ws: list, dtype: str, carry_rounded: bool = True) -> tuple[list, list]:
+    """(x_1..x_L, s_0..s_{L-1}) in float32 the way v1_fwd_all forms them (without FMA contraction, as g++
+    builds the emulated module); ``carry_rounded`` False carries the unrounded float value instead."""
+    a = x0.astype(np.float32)
+    x, xs, ss = a, [], []
+    for l in range(len(ws) // 2):
+        w, b = (np.asarray(v, np.float32).reshape(-1) for v in ws[2 * l:2 * l + 2])
+        d = _warp_dot(x, w)
+        v = (a * d[:, None] + b) + x
+        stored = _round(v, dtype)
+        xs.append(stored)
+        ss.append(d)
+        x = stored if carry_rounded else v
+    return xs, ss
+
+
+def _cross_module(dtype: str, n: int, layers: int) -> emu.EmulatedModule:
+    return module("multi_cross", dtype=dtype, n=n, layers=layers)
+
+
+def _cross_weights(r: np.random.Generator, n: int, layers: int) -> list:
+    return [r.uniform(-1, 1, (1, n)).astype(np.float32) / np.float32(np.sqrt(n)) for _ in range(2 * layers)]
+
+
+def _run_fwd_all(m: emu.EmulatedModule, x0: np.ndarray, ws: list, dtype: str, grid: int) -> tuple[list, list]:
+    rows, n = x0.shape
+    layers = len(ws) // 2
+    xs = [emu.host_array(np.full((rows, n), np.nan), dtype) for _ in range(layers)]
+    ss = [np.full(rows, np.nan, np.float32) for _ in range(layers)]
+    m("v1_fwd_all", grid, (32, 8), x0, *(w.reshape(-1) for w in ws), *xs, *ss, np.int64(rows))
+    return xs, ss
+
+
+CROSS_FWD = [(37, 13, 1, "float32", 5), (37, 45, 3, "float16", 2), (300, 429, 6, "float32", 38),
+             (300, 429, 6, "float16", 7), (37, 429, 6, "bfloat16", 5), (9, 45, 3, "bfloat16", 1)]
+
+
+@pytest.mark.parametrize("rows,n,layers,dtype,grid", CROSS_FWD)
+def test_multi_cross_v1_fwd_all(rows: int, n: int, layers: int, dtype: str, grid: int) -> None:
+    """Every layer in one launch (grid smaller than rows / 8 too: the blocks step over the rows): equal to
+    a float32 replay of the kernel's order, which carries the value each layer stored (rounded to the
+    dtype) into the next layer, and close to the float64 reference."""
+    r = np.random.default_rng(rows + n + layers)
+    x0 = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    ws = _cross_weights(r, n, layers)
+    m = _cross_module(dtype, n, layers)
+    xs, ss = _run_fwd_all(m, x0, ws, dtype, grid)
+    x0f = emu.as_float64(x0, dtype)
+    want_xs, want_ss = _cross_fwd_replay(x0f, ws, dtype)
+    got_xs = [emu.as_float64(x, dtype) for x in xs]
+    exact = 1e-6 if dtype == "float32" else 1e-5  # the replay equals the kernel up to a rare rounding flip
+    for l in range(layers):
+        assert rel(ss[l], want_ss[l]) < 1e-6, f"s of layer {l}"
+        assert rel(got_xs[l], want_xs[l]) < exact, f"x_{l + 1}"
+    if dtype != "float32" and layers > 1:  # carrying the unrounded values is visibly different
+        other, _ = _cross_fwd_replay(x0f, ws, dtype, carry_rounded=False)
+        assert rel(got_xs[-1], other[-1]) > 10 * exact
+    (y_ref,), _, _ = _ref("MultiCross", {"num_layers": layers}, [x0f], ws, [np.ones((rows, n))])
+    assert rel(got_xs[-1], y_ref) < 3 * TOL[dtype]
+
+
+def _bwd_ref(x0: np.ndarray, xl: np.ndarray, dy: np.ndarray, s: np.ndarray, w: np.ndarray,
+             dx0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(dy after, dx0 after, dw, db) of one layer in float64."""
+    ds = (dy * x0).sum(axis=1)
+    return (dy + ds[:, None] * w, (0.0 if dx0 is None else dx0) + dy * s[:, None],
+            (ds[:, None] * xl).sum(axis=0), dy.sum(axis=0))
+
+
+def _run_bwd(m: emu.EmulatedModule, parts: int, x0: np.ndarray, xl: np.ndarray, dy: np.ndarray, s: np.ndarray,
+             w: np.ndarray, dx0: np.ndarray, acc: int, gx: np.ndarray | None, gacc: int,
+             dw: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """One layer's v1_bwd + v1_wgrad_finish; returns the partials."""
+    rows, n = x0.shape
     part = np.full(parts * 2 * n, np.nan, np.float32)
-    dw0, db0 = r.uniform(-1, 1, n).astype(np.float32), r.uniform(-1, 1, n).astype(np.float32)
-    dw, db = dw0.copy(), db0.copy()
-    m("v1_wgrad_part", g1, (32, 8), xl, dy, ds, part, np.int64(rows))
-    m("v1_wgrad_finish", g2, (32, 8), part, np.int32(parts), dw, db)
-    assert rel(dw - dw0, (ds[:, None] * emu.as_float64(xl, dtype)).sum(axis=0)) < 1e-5
-    assert np.array_equal(db, column_sums(emu.as_float64(dy, dtype), parts, db0))  # plain sums: exact order
+    m("v1_bwd", parts, (32, 8), x0, xl, dy, s, w, dx0, np.int32(acc), gx, np.int32(gacc), part, np.int64(rows))
+    m("v1_wgrad_finish", -(-2 * n // 32), (32, 8), part, np.int32(parts), dw, db)
+    return part
+
+
+CROSS_BWD = [(37, 13, "float32"), (37, 45, "float16"), (37, 45, "bfloat16"), (300, 429, "float32"),
+             (300, 429, "float16"), (1, 13, "float32")]
+
+
+@pytest.mark.parametrize("rows,n,dtype", CROSS_BWD)
+def test_multi_cross_v1_bwd(rows: int, n: int, dtype: str) -> None:
+    """One layer's backward against float64, for the plan's chunk count and others (one chunk; more chunks
+    than rows: empty chunks write zero partials); bias partials (plain sums of dy) equal a float32 replay
+    of the column-reduction order bit for bit, and two runs give the same bits. Then the last-layer form:
+    the input's gradient written (and added to) directly, dx0 and dy left alone."""
+    r = np.random.default_rng(rows * 3 + n)
+    x0, xl, dy0 = (emu.host_array(r.uniform(-1, 1, (rows, n)), dtype) for _ in range(3))
+    s = r.uniform(-1, 1, rows).astype(np.float32)
+    w = (r.uniform(-1, 1, n) / np.sqrt(n)).astype(np.float32)
+    dx00 = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    f = lambda a: emu.as_float64(a, dtype)
+    m = _cross_module(dtype, n, 1)
+    tol = TOL[dtype]
+    for parts in sorted({row_parts(rows), 3, *((1, rows + 5) if rows < 100 else ())}):
+        for acc in (0, 1):
+            want_dy, want_dx0, want_dw, want_db = _bwd_ref(f(x0), f(xl), f(dy0), s, w, f(dx00) if acc else None)
+            dw0, db0 = r.uniform(-1, 1, n).astype(np.float32), r.uniform(-1, 1, n).astype(np.float32)
+            runs = []
+            for _ in range(1 + acc):
+                dy, dx0, dw, db = dy0.copy(), dx00.copy(), dw0.copy(), db0.copy()
+                runs.append(_run_bwd(m, parts, x0, xl, dy, s, w, dx0, acc, None, 0, dw, db))
+                assert rel(f(dy), want_dy) < tol and rel(f(dx0), want_dx0) < tol, (parts, acc)
+                assert rel(dw - dw0, want_dw) < 1e-5 and rel(db - db0, want_db) < 1e-5, (parts, acc)
+                assert np.array_equal(db, column_sums(f(dy0), parts, db0)), "bias partials out of order"
+            assert np.array_equal(runs[0], runs[-1]), "partials differ between runs"
+        # the last layer: gx (+gacc)= dx0 (+)= dy * s, plus the updated dy
+        want_dy, want_dx0, _, _ = _bwd_ref(f(x0), f(xl), f(dy0), s, w, f(dx00))
+        gx00 = r.uniform(-1, 1, (rows, n))
+        for gacc in (0, 1) if parts == row_parts(rows) else (1,):
+            dy, dx0, gx = dy0.copy(), dx00.copy(), emu.host_array(gx00, dtype)
+            dw, db = np.zeros(n, np.float32), np.zeros(n, np.float32)
+            _run_bwd(m, parts, x0, xl, dy, s, w, dx0, 1, gx, gacc, dw, db)
+            assert np.array_equal(dy, dy0) and np.array_equal(dx0, dx00), "dy / dx0 written in the last layer"
+            want = want_dx0 + want_dy + (f(emu.host_array(gx00, dtype)) if gacc else 0.0)
+            assert rel(f(gx), want) < tol, (parts, gacc)
+
+
+@pytest.mark.parametrize("rows,n,layers,dtype", [(37, 13, 1, "float32"), (37, 45, 3, "float16"),
+                                                 (300, 429, 6, "float32"), (300, 429, 6, "float16")])
+def test_multi_cross_v1_layers_chain(rows: int, n: int, layers: int, dtype: str) -> None:
+    """The whole op as the plan runs it (fwd_all; per layer bwd + finish, layer 0 into the input's
+    gradient) against the reference op in float64."""
+    r = np.random.default_rng(rows + 17 * layers)
+    x0 = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    gy = emu.host_array(r.uniform(-1, 1, (rows, n)), dtype)
+    ws = _cross_weights(r, n, layers)
+    f = lambda a: emu.as_float64(a, dtype)
+    (y_ref,), (gx_ref,), gw_ref = _ref("MultiCross", {"num_layers": layers}, [f(x0)], ws, [f(gy)])
+    m = _cross_module(dtype, n, layers)
+    xs, ss = _run_fwd_all(m, x0, ws, dtype, -(-rows // 8))
+    assert rel(f(xs[-1]), y_ref) < 3 * TOL[dtype]
+    parts = row_parts(rows)
+    dy, dx0 = gy.copy(), emu.host_array(np.full((rows, n), np.nan), dtype)
+    gx = emu.host_array(np.full((rows, n), np.nan), dtype)
+    gws = [np.zeros(n, np.float32) for _ in ws]
+    inputs = [x0, *xs[:-1]]
+    for l in reversed(range(layers)):
+        _run_bwd(m, parts, x0, inputs[l], dy, ss[l], ws[2 * l].reshape(-1), dx0, int(l < layers - 1),
+                 gx if l == 0 else None, 0, gws[2 * l], gws[2 * l + 1])
+    tol = 1e-5 if dtype == "float32" else 3 * TOL[dtype]
+    assert rel(f(gx), gx_ref) < tol
+    for got, want in zip(gws, gw_ref):
+        assert rel(got, np.asarray(want).reshape(-1)) < tol
+
+
+@pytest.mark.skipif(nvrtc.available() is None, reason="no NVRTC and no nvcc")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multi_cross_v1_compiles_without_spills(dtype: str) -> None:
+    """DCN's shape (429 columns, 6 layers) compiles for sm_90; the row kernels keep their registers
+    (no spills) and fit two blocks of 256 threads per SM."""
+    spec = KernelSpec("multi_cross", "k_mc", Params(dtype=dtype, n=429, layers=6))
+    res = nvrtc.compile_source(render(spec), spec.name, arch="sm_90")
+    assert {"k_mc_v1_fwd_all", "k_mc_v1_bwd", "k_mc_v1_wgrad_finish", "k_mc_finish"} <= set(res.resources)
+    for fn, rr in res.resources.items():
+        assert rr.spill_stores == 0 and rr.spill_loads == 0, f"{fn} spills: {rr}"
+    assert res.resources["k_mc_v1_bwd"].registers <= 128 and res.resources["k_mc_v1_fwd_all"].registers <= 128
 
 
 # -- interaction ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hgc.codegen.lower import (
     interaction_smem,
     interaction_tc_smem,
     lower,
+    row_parts,
 )
 from hgc.codegen.plan import Arg, ExecutablePlan, Extent, KernelLaunch
 from hgc.ir.build import add_node
@@ -156,25 +157,79 @@ def test_fc_bias_gradients_match_the_reference(batch: int) -> None:
 
 
 # -- MultiCross -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("k", [0, 3])
-def test_multi_cross_weight_gradients(k: int) -> None:
+def test_multi_cross_v2_weight_gradients() -> None:
     g = with_input(13, 1)
-    add_node(g, "MultiCross", ["dense"], ["y"], {"num_layers": 3, "projection_dim": k})
+    add_node(g, "MultiCross", ["dense"], ["y"], {"num_layers": 3, "projection_dim": 3})
     plan = seeded_plan(g, 150, ["y"])
     ps = pairs(plan)
     assert len(ps) == 3
     for p, f in ps:
-        chunks = check_pair(plan, p, f, 26 if k == 0 else 13)
-        assert chunks == 3
-        assert p.function == ("v1_wgrad_part" if k == 0 else "colsum_part")
+        assert check_pair(plan, p, f, 13) == 3
+        assert p.function == "colsum_part"
     weights = random_weights(plan, 4)
-    if k == 0:  # layer l's dw / db are weights 2l, 2l + 1, in the finish's order
-        assert [f.args[2:] for _, f in ps] == [(Arg("wgrad", "y", 2 * l), Arg("wgrad", "y", 2 * l + 1))
-                                               for l in (2, 1, 0)]
     check_graph(g, 150, ["y"], weights, np.random.default_rng(5))
     for batch in (1, 7, 301):
         run_at(g, plan, batch, ["y"], weights, seed=batch)
     assert check_signatures(plan) > 5
+
+
+def cross_v1_launches(plan: ExecutablePlan, node: str = "y") -> tuple[list[KernelLaunch], list[KernelLaunch]]:
+    spec = [k.name for k in plan.kernels if k.template == "multi_cross"]
+    return ([op for op in launches(plan, "forward") if op.spec in spec],
+            [op for op in launches(plan) if op.spec in spec])
+
+
+@pytest.mark.parametrize("layers,width,plan_batch", [(3, 13, 150), (1, 13, 150), (6, 45, 16384)])
+def test_multi_cross_v1_lowering(layers: int, width: int, plan_batch: int) -> None:
+    """v1: the forward of all layers in one launch; the backward one row launch per layer (weight-gradient
+    partials per row chunk, grid = the plan's chunk count) and its finish, layer 0 writing the input's
+    gradient (no separate finish pass); the host run equals the reference, also at other batches."""
+    g = with_input(width, 1)
+    add_node(g, "MultiCross", ["dense"], ["y"], {"num_layers": layers})
+    plan = seeded_plan(g, plan_batch, ["y"])
+    (spec,) = [k for k in plan.kernels if k.template == "multi_cross"]
+    assert dict(spec.params) == {"dtype": "float32", "n": width, "layers": layers}
+    fwd, bwd = cross_v1_launches(plan)
+    (f,) = fwd
+    assert f.function == "v1_fwd_all" and len(f.args) == 4 * layers + 2
+    assert f.args[1:2 * layers + 1] == tuple(Arg("weight", "y", i) for i in range(2 * layers))
+    assert f.args[3 * layers] == Arg("act", "y")  # x_L is the output; x_1 .. x_{L-1} scratch views
+    assert all(a.kind == "scratch" for a in f.args[2 * layers + 1:4 * layers + 1] if a != Arg("act", "y"))
+    assert f.launch.block == (32, 8, 1) and f.launch.grid(plan.batch)[0] == -(-plan_batch // 8)
+    chunks = row_parts(plan_batch)
+    assert chunks == min(COLUMN_MAX_PARTS, -(-plan_batch // 64))
+    assert [op.function for op in bwd] == ["v1_bwd", "v1_wgrad_finish"] * layers
+    for l, (row, fin) in zip(reversed(range(layers)), zip(bwd[::2], bwd[1::2])):
+        part = row.args[9]
+        b = plan.binding(part.name, "scratch")
+        assert b.dtype == "float32" and b.shape == (Extent.const(chunks), Extent.const(2 * width))
+        assert row.launch.block == (32, 8, 1) and row.launch.grid(1) == row.launch.grid(10 ** 6) == (chunks, 1, 1)
+        assert row.args[3] == Arg("scratch", f"y/s{l}") == f.args[3 * layers + 1 + l]
+        assert row.args[1] == (Arg("act", "dense") if l == 0 else f.args[2 * layers + l])
+        assert row.args[6].value == Extent.const(0 if l == layers - 1 else 1)
+        assert (row.args[7].kind == "grad") == (l == 0) and (row.args[7].kind == "null") == (l > 0)
+        assert fin.args[0] == part and fin.args[1].value == Extent.const(chunks)
+        assert fin.args[2:] == (Arg("wgrad", "y", 2 * l), Arg("wgrad", "y", 2 * l + 1))
+        assert fin.launch.block == (32, 8, 1) and fin.launch.grid(plan.batch) == (-(-2 * width // 32), 1, 1)
+    weights = random_weights(plan, 4)
+    if plan_batch < 1000:
+        check_graph(g, plan_batch, ["y"], weights, np.random.default_rng(5))
+    for batch in (1, 7, 301):  # fewer rows than chunks (empty chunks), uneven chunks
+        run_at(g, plan, batch, ["y"], weights, seed=batch)
+    assert check_signatures(plan) > 2 * layers  # every launch of the plan (and the optimizer)
+
+
+def test_multi_cross_v1_input_gradient_accumulates() -> None:
+    """The input also feeds another reader: layer 0's backward adds into its gradient (gacc = 1)."""
+    g = with_input(13, 1)
+    add_node(g, "MultiCross", ["dense"], ["y"], {"num_layers": 2})
+    add_node(g, "WeightMultiply", ["dense"], ["z"], {"weight_dims": (13, 2)})
+    plan = seeded_plan(g, 90, ["y", "z"])
+    _, bwd = cross_v1_launches(plan)
+    last = bwd[-2]
+    assert last.function == "v1_bwd" and last.args[7] == Arg("grad", "dense")
+    assert last.args[8].value == Extent.const(1)
+    check_graph(g, 90, ["y", "z"], random_weights(plan, 6), np.random.default_rng(7))
 
 
 # -- WeightMultiply -------------------------------------------------------------------------------

@@ -92,28 +92,6 @@ def test_weight_multiply_wgrad(dtype: str, rows: int, s: int, k: int) -> None:
     assert rel_err(outs[0], want) < 1e-5
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("rows,n", [(1, 1), (3, 31), (3, 33), (1_000_003, 33), (16_384, 429)])
-def test_multi_cross_v1_wgrad(dtype: str, rows: int, n: int) -> None:
-    xl, dy = rand((rows, n), dtype, seed=n), rand((rows, n), dtype, seed=n + 1)
-    ds = np.random.default_rng(rows).uniform(-1, 1, rows).astype(np.float32)
-    m = Module("multi_cross", dtype=dtype, n=n)
-    parts = column_parts(rows, 2 * n)
-    g1, g2 = grids(2 * n, parts)
-    part = empty(cp, (parts, 2 * n), "float32")
-    dw, db = cp.zeros(n, cp.float32), cp.zeros(n, cp.float32)
-    args = (to_dev(cp, xl, dtype), to_dev(cp, dy, dtype), cp.asarray(ds), part, i64(rows))
-    m("v1_wgrad_part", g1, (32, 8, 1), *args)
-    m("v1_wgrad_finish", g2, (32, 8, 1), part, i32(parts), dw, db)
-    assert rel_err(cp.asnumpy(dw), (ds[:, None].astype(np.float64) * xl).sum(axis=0)) < 1e-5
-    assert np.array_equal(cp.asnumpy(db), column_sums(dy, parts))
-    first = cp.asnumpy(dw)
-    dw[...] = 0
-    m("v1_wgrad_part", g1, (32, 8, 1), *args)
-    m("v1_wgrad_finish", g2, (32, 8, 1), part, i32(parts), dw, db)
-    assert np.array_equal(cp.asnumpy(dw), first), "not reproducible"
-
-
 def ref_interaction(x: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ctx = RefContext(training=True, rng=np.random.default_rng(0), state={})
     op, attrs = get_op("Interaction"), check_attrs("Interaction", {})
