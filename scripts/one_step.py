@@ -1,6 +1,6 @@
 """One training step of a sample model on the cuda target, small enough to run under compute-sanitizer.
 
-    python scripts/one_step.py dlrm|din [--batch 64] [--steps 1] [--data DIR]
+    python scripts/one_step.py wdl|dcn|deepfm|dlrm|ncf|mmoe|din [--batch 64] [--steps 1] [--data DIR]
 
 The model is the example script's own (``examples/<model>.py`` run up to ``Model.compile()`` under
 ``hgc compile``'s compile-only mode, with small widths), put through the pass pipeline, lowered to an
@@ -29,7 +29,9 @@ from hgc.errors import NotBuiltError  # noqa: E402
 
 SKIPPED = 3
 #: The example scripts' arguments that keep one step small.
-SMALL_ARGS = {"dlrm": ["--vec", "16"], "din": ["--vec", "8"]}
+SMALL_ARGS = {"dlrm": ["--vec", "16"], "din": ["--vec", "8"], "wdl": ["--hidden", "64"], "dcn": ["--hidden", "64"],
+              "deepfm": ["--hidden", "64"]}
+MODELS = ("wdl", "dcn", "deepfm", "dlrm", "ncf", "mmoe", "din")
 
 
 def build(model: str, data: str, batch: int) -> tuple[Any, Any]:
@@ -88,7 +90,7 @@ def random_batch(graph: Any, n: int, seed: int) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", choices=("dlrm", "din"))
+    p.add_argument("model", choices=MODELS)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--lr", type=float, default=0.01)
