@@ -126,14 +126,21 @@ def test_weight_multiply_wgrad(dtype: str, rows: int, s: int, k: int) -> None:
     _, _, (gw_ref,) = _ref("WeightMultiply", {"weight_dims": (s, k)}, [emu.as_float64(x, dtype)], [w],
                            [emu.as_float64(gy, dtype)])
     m = module("weight_multiply", dtype=dtype, s=s, k=k)
-    parts = column_parts(rows, s * k)
-    g1, g2 = grids(s * k, parts)
-    part = np.full(parts * s * k, np.nan, np.float32)
-    dw0 = r.uniform(-1, 1, s * k).astype(np.float32)
-    dw = dw0.copy()
-    m("wgrad_part", g1, (32, 8), x, gy, part, np.int64(rows))
-    m("wgrad_finish", g2, (32, 8), part, np.int32(parts), dw)
+    dw0, dw, _ = _wgrad(m, r, rows, s * k, x, gy)
     assert rel(dw - dw0, gw_ref.reshape(-1)) < 1e-5
+
+
+def _wgrad(m: emu.EmulatedModule, r: np.random.Generator, rows: int, cols: int, *inputs: np.ndarray) -> tuple:
+    """(dw0, dw, parts): a weight gradient of ``cols`` values summed by the module's wgrad_part and
+    wgrad_finish (column partials over ``rows``) onto random values dw0."""
+    parts = column_parts(rows, cols)
+    g1, g2 = grids(cols, parts)
+    part = np.full(parts * cols, np.nan, np.float32)
+    dw0 = r.uniform(-1, 1, cols).astype(np.float32)
+    dw = dw0.copy()
+    m("wgrad_part", g1, (32, 8), *inputs, part, np.int64(rows))
+    m("wgrad_finish", g2, (32, 8), part, np.int32(parts), dw)
+    return dw0, dw, parts
 
 
 # -- MultiCross v1: all layers' forward in one launch, one backward launch per layer --------------------
@@ -475,13 +482,7 @@ def test_fc_narrow(dtype: str, rows: int, k: int, m: int, act: str) -> None:
     assert rel(emu.as_float64(y, dtype).reshape(rows, m), want) < TOL[dtype]
     g = emu.host_array(r.uniform(-1, 1, (rows, m)), dtype)
     gf = emu.as_float64(g, dtype).reshape(rows, m)
-    parts = column_parts(rows, k * m)
-    g1, g2 = grids(k * m, parts)
-    part = np.full(parts * k * m, np.nan, np.float32)
-    dw0 = r.uniform(-1, 1, k * m).astype(np.float32)
-    dw = dw0.copy()
-    mod("wgrad_part", g1, (32, 8), x, g, part, np.int64(rows))
-    mod("wgrad_finish", g2, (32, 8), part, np.int32(parts), dw)
+    dw0, dw, parts = _wgrad(mod, r, rows, k * m, x, g)
     assert rel(dw - dw0, (xf.T @ gf).reshape(-1)) < 1e-5
     prod = (xf[:, :, None] * gf[:, None, :]).reshape(rows, k * m)
     assert np.array_equal(dw, column_sums(prod.astype(np.float32).astype(np.float64), parts, dw0))
