@@ -24,7 +24,9 @@ With ``--logical`` on one GPU: ``single`` and ``inprocess`` with every GPU of th
 (``HGC_DIST_LOGICAL_DEVICES=1``, own streams and memory each). The two logical GPUs share one device, so their
 step does twice the work: ``× one GPU`` is ideally 1.0 and its shortfall is the multi-GPU path's own cost
 (exchanges, host planning, eager launches). ``--profile N`` prints the N host functions with the most time
-(cProfile, cumulative) of each multi-GPU configuration.
+(cProfile, cumulative) of each multi-GPU configuration; ``--stages`` times each stage of the step (the tables'
+forward / backward / update, the per-GPU dense forward / backward / update, batch staging) with a device
+synchronisation around it: host ms (until the call returns) and total ms (until the GPUs are done).
 """
 from __future__ import annotations
 
@@ -109,6 +111,50 @@ def synchronize(ex: Any) -> None:
             cp.cuda.Device().synchronize()
 
 
+class StageTimer:
+    """Wraps methods so each call synchronises every GPU of ``ex`` before and after: per label, the host time
+    until the call returns and the total until the GPUs are done."""
+
+    def __init__(self, ex: Any) -> None:
+        self.ex, self.times = ex, {}
+
+    def wrap(self, obj: Any, attr: str, label: str) -> None:
+        inner = getattr(obj, attr)
+
+        def timed(*args: Any, **kw: Any) -> Any:
+            synchronize(self.ex)
+            t0 = time.perf_counter()
+            out = inner(*args, **kw)
+            t1 = time.perf_counter()
+            synchronize(self.ex)
+            t = self.times.setdefault(label, [0, 0.0, 0.0])
+            t[0] += 1
+            t[1] += t1 - t0
+            t[2] += time.perf_counter() - t0
+            return out
+
+        setattr(obj, attr, timed)
+
+    def install(self) -> None:
+        ex = self.ex
+        for name, table in getattr(ex, "tables", {}).items():
+            for m in ("forward", "backward", "update"):
+                self.wrap(table, m, f"table {name}.{m}")
+        for i, r in enumerate(getattr(ex, "replicas", [ex])):
+            for m in ("forward", "backward", "update"):
+                self.wrap(r, m, f"dense[{i}].{m}")
+        for i, p in enumerate(getattr(ex, "places", ())):
+            self.wrap(p, "executor_batch", f"place[{i}].executor_batch")
+        if hasattr(ex, "buckets"):
+            self.wrap(ex.buckets, "finish", "buckets.finish")
+
+    def table(self, steps: int) -> str:
+        rows = [f"  {'stage':<34} {'calls/step':>10} {'host ms':>8} {'total ms':>9}"]
+        for label, (c, h, t) in sorted(self.times.items(), key=lambda kv: -kv[1][2]):
+            rows.append(f"  {label:<34} {c / steps:>10.1f} {h / steps * 1e3:>8.2f} {t / steps * 1e3:>9.2f}")
+        return "\n".join(rows)
+
+
 def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
     """One configuration in this process (one rank of it under mpirun); the record on rank 0, else None."""
     from hgc.config import config
@@ -134,6 +180,10 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
     if comm is not None:
         comm.barrier()
     t0 = time.perf_counter()
+    stages = None
+    if a.stages:
+        stages = StageTimer(ex)
+        stages.install()
     prof = None
     if a.profile and gpus > 1:
         import cProfile
@@ -153,6 +203,8 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(a.profile)
         print(f"-- host profile, {name}, {a.iters} steps\n" + text.getvalue(), flush=True)
+    if stages is not None:
+        print(f"-- stages, {name} (each synchronised; ms per step)\n{stages.table(a.iters)}", flush=True)
     if comm is not None:
         dt = max(comm.allgather_obj(dt))
         if not comm.is_root:
@@ -167,7 +219,8 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
 def launch(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Run one configuration in a fresh process; its record (status "failed" with the log tail on error)."""
     args = ["--run", name, "--batch", str(a.batch), "--rows", str(a.rows), "--iters", str(a.iters),
-            "--warmup", str(a.warmup), "--nb", str(a.nb), "--precision", a.precision, "--profile", str(a.profile)]
+            "--warmup", str(a.warmup), "--nb", str(a.nb), "--precision", a.precision, "--profile", str(a.profile),
+            *(["--stages"] if a.stages else [])]
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     if name == "mpi":
         if shutil.which("mpirun") is None:
@@ -177,8 +230,9 @@ def launch(name: str, a: argparse.Namespace) -> dict[str, Any]:
     if a.logical:
         env["HGC_DIST_LOGICAL_DEVICES"] = "1"
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=a.timeout, check=False)
-    if a.profile and "-- host profile" in p.stdout:
-        print(p.stdout[p.stdout.index("-- host profile"):].split("RESULT ")[0], flush=True)
+    report_text = p.stdout.split("RESULT ")[0]
+    if "\n-- " in report_text:  # --profile / --stages output of the run
+        print(report_text[report_text.index("\n-- ") + 1:], flush=True)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -216,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logical", action="store_true",
                    help="one GPU: single and inprocess with logical GPUs on device 0 (ideal ratio 1.0)")
     p.add_argument("--profile", type=int, default=0, help="print the N costliest host functions per multi-GPU run")
+    p.add_argument("--stages", action="store_true", help="time every stage of the step (synchronised)")
     p.add_argument("--run", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.run:
