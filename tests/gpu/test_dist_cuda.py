@@ -145,15 +145,25 @@ def test_logical_gpus_train_as_one_gpu(monkeypatch: pytest.MonkeyPatch, data: di
         assert ex.tables["e_deep"].split_done
 
 
-@pytest.mark.parametrize("kind", ["onehot", "hybrid"])
-def test_logical_gpus_in_mixed_precision(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], kind: str) -> None:
-    """fp16 activations: the exchanged float32 outputs are rounded into the executors' half views and the
-    half output gradients widened back, as one GPU's table does."""
+MIXED = [("onehot", "Adam", "Global"), ("onehot", "SGD", "Local"), ("wdl", "Adam", "Global"),
+         ("hybrid", "Adam", "Global")]
+
+
+@pytest.mark.parametrize("kind,optimizer,update", MIXED, ids=[f"{k}-{o}" for k, o, _ in MIXED])
+def test_logical_gpus_in_mixed_precision(monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], kind: str,
+                                         optimizer: str, update: str) -> None:
+    """fp16 activations. Localized tables (one-hot, and the wdl model's hash one) exchange complete vectors
+    in fp16, rounded once by the owner's combine, and take fp16 output gradients back (atomic SGD reads them
+    as they are, other optimizers widen them); the Distributed and Hybrid tables exchange float32, rounded into
+    the executors' half views and widened back, as one GPU's table does."""
     monkeypatch.setenv("HGC_DIST_LOGICAL_DEVICES", "1")
     with _precision("fp16"):
-        t, got = trained(kind, [[0, 1]], data, 30)
-    assert t.executor.replicas[0].plan.compute_dtype == "float16"
-    assert_close(got, one_gpu(kind, 30, data, precision="fp16"), 1e-2)
+        t, got = trained(kind, [[0, 1]], data, 30, optimizer=optimizer, update=update)
+    ex = t.executor
+    assert ex.replicas[0].plan.compute_dtype == "float16"
+    wires = {name: table.wire_dtype for name, table in ex.tables.items() if hasattr(table, "wire_dtype")}
+    assert all(w == cp.float16 for w in wires.values()) and (kind == "hybrid") != bool(wires), wires
+    assert_close(got, one_gpu(kind, 30, data, optimizer, update, precision="fp16"), 1e-2)
 
 
 def test_gradient_buckets_start_inside_the_backward_pass(monkeypatch: pytest.MonkeyPatch,

@@ -43,7 +43,7 @@ from hgc.errors import NotBuiltError
 from hgc.ir.graph import Graph
 from hgc.ir.registry import get_op
 from hgc.ir.types import Batch as BatchDim
-from hgc.passes.plan_placement import HYBRID, ONE_HOT
+from hgc.passes.plan_placement import HYBRID, LOCALIZED, ONE_HOT
 from hgc.runtime.cpu.executor import StepResult
 from hgc.runtime.cuda.embedding import DeviceEmbedding
 from hgc.runtime.cuda.executor import CudaExecutor
@@ -63,7 +63,7 @@ from hgc.runtime.dist.parallel import (
 from hgc.runtime.dist.place_comm import PlaceComm
 from hgc.runtime.dist.places import CupyPlace, Place, fence, make_places
 from hgc.runtime.dist.shard import RowsState
-from hgc.runtime.dist.stores import CupyStore, HostStore, shard_kernel_spec
+from hgc.runtime.dist.stores import CupyStore, HostStore, from_float32, shard_kernel_spec, to_float32
 from hgc.runtime.dist.topology import Topology
 
 BACKEND_ENV = "HGC_DIST_BACKEND"
@@ -86,31 +86,11 @@ class HookedCudaExecutor(CudaExecutor):
             hook(i)
 
 
-def _to_float32(cp: Any, grad: Any) -> Any:
-    """A float32 copy of a gradient view of the model's precision (bfloat16 is stored as uint16 bits)."""
-    if grad.dtype == cp.float32:
-        return grad.copy()
-    if grad.dtype == cp.uint16:
-        return (grad.astype(cp.uint32) << 16).view(cp.float32)
-    return grad.astype(cp.float32)
-
-
-def _from_float32(cp: Any, src: Any, out: Any) -> None:
-    """out (the model's precision) = the float32 array src, rounded as the single-GPU table rounds."""
-    if out.dtype == cp.float32:
-        out[...] = src
-    elif out.dtype == cp.uint16:
-        from hgc.runtime.cuda.blas import round_to_low
-
-        round_to_low(src, out, "bfloat16")
-    else:
-        out[...] = src.astype(out.dtype)
-
-
 class DeviceFeed(DeviceEmbedding):
     """An embedding as one GPU's CudaExecutor sees it: the forward writes the output the exchange produced
-    for this GPU (``out``), the backward keeps the output gradient (``grad``, float32); the updates are the
-    shards' (nothing here). A DeviceEmbedding so the executor takes it as a ready table; it holds no rows."""
+    for this GPU (``out``), the backward keeps the output gradient (``grad``: float32, or as the executor made
+    it when the table exchanges in the model's precision, ``low``); the updates are the shards' (nothing
+    here). A DeviceEmbedding so the executor takes it as a ready table; it holds no rows."""
 
     def __init__(self, spec: EmbeddingTableSpec, place: Place) -> None:  # no device state: no super().__init__
         self.spec, self.place = spec, place
@@ -125,6 +105,7 @@ class DeviceFeed(DeviceEmbedding):
         self._saved = None
         self._ws = None
         self.err = None
+        self.low = False
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -136,11 +117,11 @@ class DeviceFeed(DeviceEmbedding):
         src = self.out.reshape(-1, self.vec)
         if out is None:
             return src
-        _from_float32(self.place.xp, src, out)
+        from_float32(self.place.xp, src, out)
         return out
 
     def backward(self, grad: Any) -> tuple[Any, Any]:
-        self.grad = _to_float32(self.place.xp, grad).reshape(-1, self.vec)
+        self.grad = (grad.copy() if self.low else to_float32(self.place.xp, grad)).reshape(-1, self.vec)
         return None, None
 
     def backward_update(self, grad: Any) -> None:
@@ -523,7 +504,8 @@ class DistributedCudaExecutor:
                 g = feeds[node.name].grad
                 if g is None:
                     with place:
-                        g = place.xp.zeros((hi - lo, table.slot_num, table.vec), place.xp.float32)
+                        dtype = getattr(table, "wire_dtype", None) or place.xp.float32
+                        g = place.xp.zeros((hi - lo, table.slot_num, table.vec), dtype)
                 grads.append(g)
             self._pending[node.name] = PendingRows(table.backward(grads))
         root = self.replicas[0]
@@ -729,16 +711,22 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
             make_store = functools.partial(_host_store, vec=tplan.embedding_vec_size, ref_opt=ref_opt)
         else:
             spec = next(e for e in ex.plan.embeddings if e.name == name)
-            kspec = shard_kernel_spec(ex.plan.kernel(spec.spec))
+            tspec = ex.plan.kernel(spec.spec)
+            kspec = shard_kernel_spec(tspec)
             kernels.add(kspec, EMBEDDING_FUNCTIONS)  # type: ignore[union-attr]
+            low = None  # localized tables exchange complete vectors: in the model's precision
+            if tplan.type in (LOCALIZED, ONE_HOT) and str(tspec.params["dtype"]) != "float32":
+                low = shard_kernel_spec(tspec, str(tspec.params["dtype"]))
+                kernels.add(low, EMBEDDING_FUNCTIONS)  # type: ignore[union-attr]
             make_store = functools.partial(_cupy_store, vec=tplan.embedding_vec_size, ref_opt=ref_opt,
-                                           optimizer=spec.optimizer, spec=kspec, kernels=kernels)
+                                           optimizer=spec.optimizer, spec=kspec, kernels=kernels, low=low)
         tables[name] = shard_device_table(tplan, comm, host_comm, places, make_store, combiner=node.attrs["combiner"],
                                           ref_opt=ref_opt, state=state, pool=pool,
                                           inserted=0 if one_hot else int(view.size), times=int(opt_view.times),
                                           batchsize=trainer.cfg.batchsize, statistics_batches=stats)
         if hasattr(tables[name], "max_nnz"):
             tables[name].max_nnz = nnz.get(node.inputs[0])  # type: ignore[attr-defined]
+    low_tables = {name for name, t in tables.items() if getattr(t, "wire_dtype", None) is not None}
     feeds: list[dict[str, Any]] = []
     replicas = []
     dense_states = ex.dense_states()
@@ -749,6 +737,8 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
             rep = make_replica(place, weights, mine, gpu_seed(seed, place.gpu))  # type: ignore[misc]
         else:
             mine = {spec.name: DeviceFeed(spec, place) for spec in ex.plan.embeddings}
+            for name in low_tables:
+                mine[name].low = True
             with place:
                 rep = HookedCudaExecutor(ex.plan, weights, mine, gpu_seed(seed, place.gpu))
         with place:
@@ -775,8 +765,8 @@ def _host_store(place: Place, name: str, capacity: int, *, vec: int, ref_opt: An
 
 
 def _cupy_store(place: Place, name: str, capacity: int, *, vec: int, ref_opt: Any, optimizer: Any, spec: Any,
-                kernels: Any) -> CupyStore:
-    return CupyStore(place, name, capacity, vec, ref_opt, optimizer, spec, kernels)
+                kernels: Any, low: Any = None) -> CupyStore:
+    return CupyStore(place, name, capacity, vec, ref_opt, optimizer, spec, kernels, low)
 
 
 def _make_root_current(trainer: Any, root: Place) -> None:

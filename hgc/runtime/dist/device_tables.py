@@ -12,8 +12,10 @@ device too — the global batch's keys are staged to every GPU and each GPU pick
 (:func:`columns`), so a one-hot step moves no per-key work through the host. Its out-of-range keys are
 recorded on the device and raised by :meth:`check`, as the single-GPU cuda table does.
 
-Outputs and output gradients are float32 device arrays (rows of the GPU's batch slice, slot_num, vec); the
-executor converts them to the model's precision.
+Outputs and output gradients are device arrays (rows of the GPU's batch slice, slot_num, vec), float32 — the
+executor converts them to the model's precision — except a localized table's on GPUs with a store module in
+the model's precision (``wire_dtype``): its complete vectors are rounded once by the owner's combine, cross
+between GPUs and reach the executor in that precision, and its output gradients come back in it.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from hgc.runtime.dist.embedding import (
 from hgc.runtime.dist.hybrid import HybridEmbedding
 from hgc.runtime.dist.places import Place, fence
 from hgc.runtime.dist.shard import RowsState, Shard, insert_new_keys
-from hgc.runtime.dist.stores import Store
+from hgc.runtime.dist.stores import Store, from_float32, to_float32
 from hgc.runtime.embedding.hash_table import HashTable
 from hgc.runtime.optim.sparse import SparseOptimizer
 
@@ -186,11 +188,14 @@ class _DeviceTable:
 
     def _alltoall(self, send: list[list[Any]], shapes: list[list[tuple[int, ...]]]) -> list[list[Any]]:
         """comm.alltoall, telling a communicator that can use them the shapes that arrive (NCCL then skips
-        its header exchange)."""
+        its header exchange). bfloat16 bits (uint16, which NCCL lacks) travel as float16: a copy keeps them."""
         comm = self.comm  # type: ignore[attr-defined]
-        if getattr(comm, "accepts_recv_shapes", False):
-            return comm.alltoall(send, recv_shapes=shapes)
-        return comm.alltoall(send)
+        bits = any(getattr(a, "dtype", None) == np.uint16 for row in send for a in row)
+        if bits:
+            send = [[a.view(np.float16) for a in row] for row in send]
+        recv = (comm.alltoall(send, recv_shapes=shapes) if getattr(comm, "accepts_recv_shapes", False)
+                else comm.alltoall(send))
+        return [[a.view(np.uint16) for a in row] for row in recv] if bits else recv
 
     def check(self) -> None:
         """Raise an error recorded on the device by an earlier step (a one-hot key out of range)."""
@@ -294,6 +299,9 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         if self.one_hot:
             self._sizes = [self._put(p, sizes) for p in self.places]
             self._local_offsets = [self._put(p, self.local_offset) for p in self.places]
+        lows = {getattr(sh.store, "low_dtype", None) for sh in self.shards}
+        #: the array dtype vectors and gradients cross in (None: float32, converted by the executor)
+        self.wire_dtype = lows.pop() if len(lows) == 1 else None
 
     # -- planning: per local shard (sub offsets, rows, mean scale or None, number of slots) ---------------
     def _plan_hash(self, sparse: SparseBatch, training: bool) -> list[tuple[Any, Any, Any, int]]:
@@ -388,12 +396,17 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         plans = self._plan_one_hot(sparse) if self.one_hot else self._plan_hash(sparse, training)
         s = sparse.slot_num
         n = (np.shape(sparse.row_offsets)[0] - 1) // s
+        wire = self.wire_dtype
         send = []
         for shard, place, (sub, rows, scale, ncols) in zip(self.shards, self.places, plans):
-            full = shard.store.combine(sub, rows)  # type: ignore[attr-defined]
+            full = shard.store.combine(sub, rows, low=wire is not None and scale is None)  # type: ignore[attr-defined]
             with place:
                 if scale is not None:
                     full = full * scale[:, None]
+                    if wire is not None:  # rounded once, after the mean's scale
+                        low = place.xp.empty(full.shape, wire)
+                        from_float32(place.xp, full, low)
+                        full = low
                 full = full.reshape(n, ncols, self.vec)
                 send.append([full[lo:hi] for lo, hi in slices])
         counts = [len(self.shares[j].slots) for j in range(self.comm.world_size)]
@@ -403,7 +416,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         for i, (gpu, place, pieces) in enumerate(zip(self.comm.local, self.places, recv)):
             lo, hi = slices[gpu]
             with place:
-                out = place.xp.empty((hi - lo, s, self.vec), place.xp.float32)
+                out = place.xp.empty((hi - lo, s, self.vec), wire or place.xp.float32)
                 for src, piece in enumerate(pieces):
                     if self.shares[src].slots:
                         out[:, self._cols[i][src], :] = piece
@@ -428,7 +441,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
             with place:
                 whole = place.xp.concatenate(pieces).reshape(-1, self.vec)
                 if scale is not None:
-                    whole = whole * scale[:, None]
+                    whole = to_float32(place.xp, whole) * scale[:, None]
             out.append(shard.store.key_grads(sub, rows, whole))  # type: ignore[attr-defined]
         return out
 

@@ -3,7 +3,8 @@
 The multi-GPU cuda runtime (:mod:`hgc.runtime.dist.device_tables`) keeps the key → row bookkeeping of every
 shard on the host, as the cpu target's shards do, and asks the store for the array work:
 
-* ``combine(offsets, rows, table=None)`` — the sum of each CSR segment's rows (rows < 0 add nothing), float32;
+* ``combine(offsets, rows, table=None, low=False)`` — the sum of each CSR segment's rows (rows < 0 add
+  nothing), float32 (``low``: in the model's precision, where the store has a module in it);
 * ``row_grads(offsets, rows, seg_grads)`` — (distinct rows ascending, the sum of their keys' segment
   gradients), keys in batch order within a row: deterministic;
 * ``apply(rows, grads, lr, scaler)`` — one step of the table's sparse optimizer (an empty step still counts);
@@ -14,7 +15,10 @@ shard on the host, as the cpu target's shards do, and asks the store for the arr
 
 :class:`CupyStore` holds a :class:`~hgc.runtime.cuda.embedding.DeviceEmbedding` in one-hot mode (one slot of
 ``capacity`` rows, combiner sum) and runs its generated kernels (``combine``, ``grad_reduce``, the optimizer)
-rendered in float32 whatever the model's precision, so partial sums travel between GPUs in float32.
+rendered in float32 whatever the model's precision. With a second module in the model's precision (``low``),
+``combine(..., low=True)`` writes complete vectors rounded as the single-GPU table rounds them, and
+``key_grads`` / ``apply`` take gradients of that precision (atomic SGD reads them as they are): vectors and
+gradients then cross between GPUs at half the bytes, with no conversion pass on either side.
 :class:`HostStore` does the same with NumPy and the cpu target's SparseOptimizer — the fake GPU of the tests.
 """
 from __future__ import annotations
@@ -39,11 +43,40 @@ def _grid(n: int, per_block: int) -> tuple[int, int, int]:
     return (max(1, min(MAX_BLOCKS, -(-n // per_block))), 1, 1)
 
 
-def shard_kernel_spec(table_spec: KernelSpec) -> KernelSpec:
-    """The embedding module of a table's shards: the table's own template parameters, but float32 in and out
+def shard_kernel_spec(table_spec: KernelSpec, dtype: str = "float32") -> KernelSpec:
+    """The embedding module of a table's shards: the table's own template parameters, but ``dtype`` in and out
     and a plain sum (the mean's 1/nnz over the whole batch is applied by the exchange code)."""
-    params = Params({**dict(table_spec.params), "dtype": "float32", "combiner": "sum"})
-    return KernelSpec(table_spec.template, f"{table_spec.name}_shard", params, table_spec.nodes, table_spec.passes)
+    params = Params({**dict(table_spec.params), "dtype": dtype, "combiner": "sum"})
+    suffix = "" if dtype == "float32" else f"_{dtype}"
+    return KernelSpec(table_spec.template, f"{table_spec.name}_shard{suffix}", params, table_spec.nodes,
+                      table_spec.passes)
+
+
+def to_float32(xp: Any, a: Any) -> Any:
+    """A float32 copy of an array of the model's precision (bfloat16 is stored as uint16 bits)."""
+    if a.dtype == xp.float32:
+        return a.copy()
+    if a.dtype == xp.uint16:
+        return (a.astype(xp.uint32) << 16).view(xp.float32)
+    return a.astype(xp.float32)
+
+
+def from_float32(xp: Any, src: Any, out: Any) -> None:
+    """out (the model's precision) = src, rounded from float32 as the single-GPU table rounds (a plain copy
+    when src already has out's dtype)."""
+    if out.dtype == src.dtype:
+        out[...] = src
+    elif out.dtype == xp.uint16:
+        from hgc.runtime.cuda.blas import round_to_low
+
+        round_to_low(xp.ascontiguousarray(src, xp.float32), out, "bfloat16")
+    else:
+        out[...] = src.astype(out.dtype)
+
+
+def storage_dtype(xp: Any, dtype: str) -> Any:
+    """The array dtype that holds values of ``dtype`` (bfloat16 as its uint16 bits)."""
+    return {"float32": xp.float32, "float16": xp.float16, "bfloat16": xp.uint16}[dtype]
 
 
 class Store(ABC):
@@ -67,7 +100,8 @@ class Store(ABC):
     def times(self, value: int) -> None: ...
 
     @abstractmethod
-    def combine(self, offsets: Any, rows: Any, table: Any = None) -> Any: ...
+    def combine(self, offsets: Any, rows: Any, table: Any = None, low: bool = False) -> Any:
+        """The segments' sums, float32 (``low``: in the model's precision where the store has a module in it)."""
 
     @abstractmethod
     def row_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]: ...
@@ -108,10 +142,11 @@ class Store(ABC):
 
 class KeyGradients:
     """Per-key gradients kept for an update straight from the keys (SGD with atomic updates): the keys' rows
-    (CSR ``offsets``, rows < 0 skipped) and their segments' gradients."""
+    (CSR ``offsets``, rows < 0 skipped) and their segments' gradients (float32, or the model's precision when
+    ``low``)."""
 
-    def __init__(self, offsets: Any, rows: Any, seg_grads: Any) -> None:
-        self.offsets, self.rows, self.seg_grads = offsets, rows, seg_grads
+    def __init__(self, offsets: Any, rows: Any, seg_grads: Any, low: bool = False) -> None:
+        self.offsets, self.rows, self.seg_grads, self.low = offsets, rows, seg_grads, low
 
 
 class HostStore(Store):
@@ -130,7 +165,7 @@ class HostStore(Store):
     def times(self, value: int) -> None:
         self.opt.times = int(value)
 
-    def combine(self, offsets: Any, rows: Any, table: Any = None) -> np.ndarray:
+    def combine(self, offsets: Any, rows: Any, table: Any = None, low: bool = False) -> np.ndarray:
         src = self.rows if table is None else np.ascontiguousarray(table, np.float32)
         return segment_sums(np.ascontiguousarray(offsets, np.int64), np.ascontiguousarray(rows, np.int64),
                             src).astype(np.float32)
@@ -170,8 +205,11 @@ class CupyStore(Store):
     driven through the shard kernel module (``kernels`` must hold ``spec``, see :func:`shard_kernel_spec`)."""
 
     def __init__(self, place: Place, name: str, capacity: int, vec: int, ref_opt: SparseOptimizer,
-                 optimizer: Mapping[str, Any], spec: KernelSpec, kernels: Any) -> None:
+                 optimizer: Mapping[str, Any], spec: KernelSpec, kernels: Any, low: KernelSpec | None = None) -> None:
         super().__init__(place, name, capacity, vec, ref_opt)
+        #: the module in the model's precision (None: float32 only) and the array dtype of its values
+        self.low = low
+        self.low_dtype = None if low is None else storage_dtype(place.xp, str(low.params["dtype"]))
         from hgc.runtime.cuda.embedding import DeviceEmbedding, vector_width
 
         self.cp = place.xp
@@ -182,10 +220,12 @@ class CupyStore(Store):
             self.emb = DeviceEmbedding(table, kernels, self.cp.zeros((self.capacity, self.vec), self.cp.float32))
         self.vn = self.vec // vector_width(self.vec)
 
-    def _launch(self, fn: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple) -> None:
+    def _launch(self, fn: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple,
+                low: bool = False) -> None:
         from hgc.runtime.cuda.device import debug_level, sync_check
 
-        self.emb.kernels(self.emb.spec.spec, fn)(grid, block, args)
+        spec = self.low.name if low and self.low is not None else self.emb.spec.spec
+        self.emb.kernels(spec, fn)(grid, block, args)
         if debug_level() >= 1:
             sync_check(f"embedding shard '{self.name}' kernel {fn}")
 
@@ -197,16 +237,18 @@ class CupyStore(Store):
     def times(self, value: int) -> None:
         self.emb.times = int(value)
 
-    def combine(self, offsets: Any, rows: Any, table: Any = None) -> Any:
+    def combine(self, offsets: Any, rows: Any, table: Any = None, low: bool = False) -> Any:
+        """float32 sums, or (``low``, with a low module) sums rounded to the model's precision."""
         cp = self.cp
         nseg = int(offsets.shape[0]) - 1
+        low = low and self.low is not None
         with self.place:
             src = self.emb.table if table is None else cp.ascontiguousarray(table, cp.float32)
-            out = cp.empty((nseg, self.vec), cp.float32)
+            out = cp.empty((nseg, self.vec), self.low_dtype if low else cp.float32)
             if nseg:
                 self._launch("combine", _grid(nseg * self.vn, BLOCK), (BLOCK, 1, 1),
                              (cp.ascontiguousarray(offsets, cp.int64), cp.ascontiguousarray(rows, cp.int64),
-                              np.int64(nseg), src, out))
+                              np.int64(nseg), src, out), low=low)
         return out
 
     def row_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
@@ -233,11 +275,16 @@ class CupyStore(Store):
     def key_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
         """SGD with atomic updates (HugeCTR's default for SGD) applies every key's gradient as it comes, with
         no sort and no synchronisation (the single-GPU table's fast path); other optimizers sum per row."""
+        cp = self.cp
+        low = self.low is not None and seg_grads.dtype == self.low_dtype and self.low_dtype != cp.float32
         if self.emb.atomic:
-            cp = self.cp
             with self.place:
+                grads = cp.ascontiguousarray(seg_grads) if low else cp.ascontiguousarray(seg_grads, cp.float32)
                 return KeyGradients(cp.ascontiguousarray(offsets, cp.int64), cp.ascontiguousarray(rows, cp.int64),
-                                    cp.ascontiguousarray(seg_grads, cp.float32).reshape(-1, self.vec)), None
+                                    grads.reshape(-1, self.vec), low), None
+        if low:
+            with self.place:
+                seg_grads = to_float32(cp, seg_grads)
         return self.row_grads(offsets, rows, seg_grads)
 
     def apply(self, rows: Any, grads: Any, lr: float, scaler: float) -> None:
@@ -252,7 +299,8 @@ class CupyStore(Store):
             seg = self.cp.empty(nkeys, self.cp.int64)
             self._launch("segments", _grid(nseg, BLOCK), (BLOCK, 1, 1), (rows.offsets, np.int64(nseg), seg))
             self._launch("scatter_sgd", _grid(nkeys * self.vn, BLOCK), (BLOCK, 1, 1),
-                         (rows.offsets, np.int64(nseg), rows.rows, seg, rows.seg_grads, self.emb.table, self.emb.hp))
+                         (rows.offsets, np.int64(nseg), rows.rows, seg, rows.seg_grads, self.emb.table, self.emb.hp),
+                         low=rows.low)
 
     def gather(self, rows: Any) -> Any:
         with self.place:
