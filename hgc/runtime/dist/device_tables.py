@@ -201,6 +201,16 @@ class _DeviceTable:
         """Raise an error recorded on the device by an earlier step (a one-hot key out of range)."""
 
 
+def _as_slice(ids: np.ndarray) -> slice | None:
+    """``ids`` (ascending) as an equivalent slice, or None when they do not step evenly."""
+    if ids.shape[0] == 0:
+        return None
+    step = int(ids[1] - ids[0]) if ids.shape[0] > 1 else 1
+    if step <= 0 or not np.array_equal(ids, ids[0] + step * np.arange(ids.shape[0])):
+        return None
+    return slice(int(ids[0]), int(ids[-1]) + 1, step)
+
+
 # -- DistributedSlotSparseEmbeddingHash ------------------------------------------------------------------
 class DeviceDistributedEmbedding(_DeviceTable, DistributedEmbedding):
     """Key k on GPU k mod G: partial sums per shard on its GPU, a reduce-scatter leaves each GPU its slice;
@@ -299,9 +309,17 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         if self.one_hot:
             self._sizes = [self._put(p, sizes) for p in self.places]
             self._local_offsets = [self._put(p, self.local_offset) for p in self.places]
+        #: [gpu j]: GPU j's slot ids as a slice of the slot axis where they step evenly (slot s on GPU s mod G),
+        #: else the index array: a slice makes the assembly and the split plain strided copies
+        self._slot_index = [_as_slice(sl) for sl in slots]
         lows = {getattr(sh.store, "low_dtype", None) for sh in self.shards}
         #: the array dtype vectors and gradients cross in (None: float32, converted by the executor)
         self.wire_dtype = lows.pop() if len(lows) == 1 else None
+
+    def _slots(self, i: int, j: int) -> Any:
+        """GPU j's slots as an index of the slot axis on local GPU i."""
+        sl = self._slot_index[j]
+        return sl if sl is not None else self._cols[i][j]
 
     # -- planning: per local shard (sub offsets, rows, mean scale or None, number of slots) ---------------
     def _plan_hash(self, sparse: SparseBatch, training: bool) -> list[tuple[Any, Any, Any, int]]:
@@ -419,7 +437,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
                 out = place.xp.empty((hi - lo, s, self.vec), wire or place.xp.float32)
                 for src, piece in enumerate(pieces):
                     if self.shares[src].slots:
-                        out[:, self._cols[i][src], :] = piece
+                        out[:, self._slots(i, src), :] = piece
             outs.append(out)
         self._saved = (plans, list(slices))
         return outs
@@ -433,7 +451,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         for i, (place, gr) in enumerate(zip(self.places, grads)):
             with place:
                 gr = gr.reshape(-1, self.slot_num, self.vec)
-                send.append([place.xp.ascontiguousarray(gr[:, self._cols[i][j], :]) for j in range(g)])
+                send.append([place.xp.ascontiguousarray(gr[:, self._slots(i, j), :]) for j in range(g)])
         recv = self._alltoall(send, [[(hi - lo, len(self.shares[gpu].slots), self.vec) for lo, hi in slices]
                                      for gpu in self.comm.local])
         out = []

@@ -145,3 +145,14 @@ def test_device_shard_moves_rows_with_their_states() -> None:
     again = RowsState.concat(p.sharded.local_parts())
     assert all(np.array_equal(a, b) for a, b in zip(again.states, moved.states))
     assert np.array_equal(again.vectors, moved.vectors)
+
+
+@pytest.mark.parametrize("ids,want", [([0, 2, 4], slice(0, 5, 2)), ([1], slice(1, 2, 1)), ([3, 4, 5], slice(3, 6, 1)),
+                                      ([0, 1, 3], None), ([], None)])
+def test_slot_ids_as_a_slice(ids: list[int], want: slice | None) -> None:
+    from hgc.runtime.dist.device_tables import _as_slice
+
+    got = _as_slice(np.asarray(ids, np.int64))
+    assert got == want
+    if got is not None:
+        assert list(range(10)[got]) == ids
