@@ -292,7 +292,9 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         slots = [np.asarray(self.shares[j].slots, np.int64) for j in range(g)]
         self.shards = []
         self._cols: list[list[Any]] = []  # [local i][gpu j]: GPU j's slot ids, on place i
-        self._bad: list[Any] = []
+        self._bad: list[Any] = []  # [local i]: int64 [count, key, slot, sample] of the first bad one-hot key
+        self._first: list[Any] = []  # [local i]: uint64 [1] scratch of the one-hot row kernel
+        self._iota: list[Any] = [None] * len(self.places)  # [local i]: 0, 1, 2, ...: one-key-per-row offsets
         for gpu, place in zip(comm.local, self.places):
             share = self.shares[gpu]
             store = make_store(place, f"{plan.name} on GPU {gpu}", share.rows)
@@ -306,6 +308,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
                 self.shards.append(DeviceShard(plan.name, gpu, store))
             self._cols.append([self._put(place, s) for s in slots])
             self._bad.append(self._put(place, np.zeros(4, np.int64)))
+            self._first.append(self._put(place, np.full(1, np.iinfo(np.uint64).max, np.uint64)))
         if self.one_hot:
             self._sizes = [self._put(p, sizes) for p in self.places]
             self._local_offsets = [self._put(p, self.local_offset) for p in self.places]
@@ -365,6 +368,11 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
             with place:
                 cols = self._cols[i][shard.gpu]
                 ncols = int(cols.shape[0])
+                if one_each and hasattr(shard.store, "onehot_rows"):  # two kernels on the GPU
+                    rows = shard.store.onehot_rows(keys, n, s, cols, self._local_offsets[i], self._sizes[i],
+                                                   self._first[i], self._bad[i])
+                    out.append((self._iota_of(i, n * ncols + 1), rows, None, ncols))
+                    continue
                 if one_each:
                     sub = xp.arange(n * ncols + 1, dtype=xp.int64)
                     pos = (xp.arange(n, dtype=xp.int64)[:, None] * s + cols[None, :]).reshape(-1)
@@ -380,6 +388,13 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
             out.append((sub, rows, scale, ncols))
         self.places[0].release(token)
         return out
+
+    def _iota_of(self, i: int, count: int) -> Any:
+        """0, 1, ..., count - 1 on local GPU i (kept, grown when a larger batch asks)."""
+        if self._iota[i] is None or self._iota[i].shape[0] < count:
+            with self.places[i]:
+                self._iota[i] = self.places[i].xp.arange(count, dtype=self.places[i].xp.int64)
+        return self._iota[i][:count]
 
     def _note_bad(self, i: int, bad: Any, keys: Any, slot: Any, pos: Any, offsets: Any | None, s: int) -> None:
         """Remember (on the device, no synchronisation) the first out-of-range key of this step, if any."""

@@ -272,6 +272,22 @@ class CupyStore(Store):
                          (kidx[order], seg, starts, np.int64(nunique), offsets, grads, out))
         return unique_rows.astype(cp.int64), out
 
+    def onehot_rows(self, keys: Any, n: int, slot_num: int, cols: Any, slot_offsets: Any, slot_sizes: Any,
+                    first: Any, rec: Any) -> Any:
+        """The rows of the keys of slots ``cols`` in a batch of ``n`` samples with one key per (sample, slot):
+        (n · len(cols),) int64, sample-major; a key outside its slot's size is counted in ``rec`` (int64
+        [count, key, slot, sample] of the first one) through the scratch ``first`` (uint64 [1], all ones)."""
+        cp = self.cp
+        ncols = int(cols.shape[0])
+        with self.place:
+            rows = cp.empty(n * ncols, cp.int64)
+            if n * ncols:
+                self._launch("onehot_cols", _grid(n * ncols, BLOCK), (BLOCK, 1, 1),
+                             (keys, np.int64(n), np.int32(slot_num), cols, np.int32(ncols), slot_offsets, slot_sizes,
+                              rows, first))
+                self._launch("note_bad_cols", (1, 1, 1), (32, 1, 1), (keys, np.int32(slot_num), first, rec))
+        return rows
+
     def key_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
         """SGD with atomic updates (HugeCTR's default for SGD) applies every key's gradient as it comes, with
         no sort and no synchronisation (the single-GPU table's fast path); other optimizers sum per row."""
