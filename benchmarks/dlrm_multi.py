@@ -203,7 +203,7 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(a.profile)
         print(f"-- host profile, {name}, {a.iters} steps\n" + text.getvalue(), flush=True)
-    if stages is not None:
+    if stages is not None and stages.times:
         print(f"-- stages, {name} (each synchronised; ms per step)\n{stages.table(a.iters)}", flush=True)
     if comm is not None:
         dt = max(comm.allgather_obj(dt))
