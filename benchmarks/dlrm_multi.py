@@ -213,7 +213,9 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
     return {"config": name, "gpus": gpus, "vvgpu": vvgpu, "per_gpu_batch": a.batch, "global_batch": n,
             "rows": a.rows, "precision": a.precision, "sps": n * a.iters / dt, "ms": dt / a.iters * 1e3,
             "host_ms": host / a.iters * 1e3,
-            "loss": loss, "setup_s": setup, "cuda_graph": bool(getattr(ex, "use_cuda_graph", False))}
+            "loss": loss, "setup_s": setup, "cuda_graph": bool(getattr(ex, "use_cuda_graph", False)
+                                                          or all(getattr(r, "phase_graphs", False)
+                                                                 for r in getattr(ex, "replicas", [None])))}
 
 
 def launch(name: str, a: argparse.Namespace) -> dict[str, Any]:

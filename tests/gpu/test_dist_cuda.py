@@ -139,6 +139,8 @@ def test_logical_gpus_train_as_one_gpu(monkeypatch: pytest.MonkeyPatch, data: di
     ex = t.executor
     assert isinstance(ex, DistributedCudaExecutor) and len(ex.replicas) == sum(map(len, vvgpu))
     assert {p.device for p in ex.places} == {0} and len({p.stream.ptr for p in ex.places}) == len(ex.places)
+    # every GPU's forward and backward replayed from CUDA graphs after the first steps
+    assert all(r.phase_graphs and len(r._phase_cache or {}) >= 2 and not r._graph_error for r in ex.replicas)
     assert_close(got, one_gpu(kind, 30, data, optimizer, update), TOL)
     assert len(set(np.round(got["losses"], 6))) > 1
     if kind == "hybrid":

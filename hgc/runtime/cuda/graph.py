@@ -22,7 +22,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +67,13 @@ def baked(ops: Sequence[Op]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def segments(units: Sequence[tuple[str, Op]]) -> list[tuple[bool, list[tuple[str, Op]]]]:
-    """Consecutive units grouped into (captured?, units) runs; volatile units are never captured."""
+def segments(units: Sequence[tuple[str, Op]], eager: Callable[[Op], bool] | None = None
+             ) -> list[tuple[bool, list[tuple[str, Op]]]]:
+    """Consecutive units grouped into (captured?, units) runs; volatile units (and those ``eager`` names) are
+    never captured."""
     out: list[tuple[bool, list[tuple[str, Op]]]] = []
     for unit in units:
-        cap = not volatile(unit[1])
+        cap = not volatile(unit[1]) and not (eager is not None and eager(unit[1]))
         if out and out[-1][0] == cap:
             out[-1][1].append(unit)
         else:
@@ -175,11 +177,14 @@ def capturable_gemms() -> Iterator[None]:
 
 # -- the captured step ------------------------------------------------------------------------------------
 class StepGraph:
-    """One executor's training step as graph segments and eager units, captured for one ``key``."""
+    """One executor's training step (or one phase of it) as graph segments and eager units, captured for one
+    ``key``; ``eager`` names further operations that must run eagerly."""
 
-    def __init__(self, executor: Any, units: Sequence[tuple[str, Op]], key: Any) -> None:
+    def __init__(self, executor: Any, units: Sequence[tuple[str, Op]], key: Any,
+                 eager: Callable[[Op], bool] | None = None) -> None:
         self.ex = executor
         self.key = key
+        self.eager_ops = eager
         self.pool = cupy().cuda.MemoryPool()
         self.parts: list[tuple[Any, list[tuple[str, Op]]]] = []
         self.units = list(units)
@@ -188,7 +193,7 @@ class StepGraph:
         """Record every capturable run into a graph (nothing runs: call :meth:`replay` for the step)."""
         cp = cupy()
         cublas().bind(stream.ptr)  # create and bind our handle before any capture starts
-        for cap, run in segments(self.units):
+        for cap, run in segments(self.units, self.eager_ops):
             if not cap:
                 self.parts.append((None, run))
                 continue

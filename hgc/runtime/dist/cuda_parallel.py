@@ -33,18 +33,21 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from hgc.codegen.plan import EmbeddingTableSpec, GemmCall, KernelLaunch, Memset, StridedGemm
+from hgc.codegen.plan import EmbeddingCall, EmbeddingTableSpec, GemmCall, KernelLaunch, Memset, StridedGemm
 from hgc.errors import NotBuiltError
 from hgc.ir.graph import Graph
 from hgc.ir.registry import get_op
 from hgc.ir.types import Batch as BatchDim
 from hgc.passes.plan_placement import HYBRID, LOCALIZED, ONE_HOT
 from hgc.runtime.cpu.executor import StepResult
+from hgc.runtime.cuda import graph, profile
+from hgc.runtime.cuda.device import cupy, debug_level
 from hgc.runtime.cuda.embedding import DeviceEmbedding
 from hgc.runtime.cuda.executor import CudaExecutor
 from hgc.runtime.data.batch import Batch
@@ -72,11 +75,26 @@ BACKEND_ENV = "HGC_DIST_BACKEND"
 class HookedCudaExecutor(CudaExecutor):
     """A CudaExecutor that calls ``step_hook(i)`` after queueing the i-th step of its backward phase (the
     gradient buckets' cue). CudaExecutor has no such hook; this overrides its ``_phase`` by running the
-    backward one step at a time through the parent's ``_phase``."""
+    backward one step at a time through the parent's ``_phase``.
+
+    With ``phase_graphs`` (the solver's ``use_cuda_graph``) a training forward and the backward replay from
+    CUDA graphs once their shape has been seen ``GRAPH_AFTER`` times: the operations with per-step values
+    (Dropout seeds) and the embedding feeds (their arrays change every step) run eagerly between the graphs;
+    a graphed backward cues every gradient bucket after its last graph."""
 
     step_hook: Callable[[int], None] | None = None
+    phase_graphs: bool = False
+    _phase_cache: dict[Any, Any] | None = None
+    _phase_seen: dict[Any, int] | None = None
 
     def _phase(self, steps: Sequence[Any]) -> None:
+        g = self._phase_graph(steps) if self.phase_graphs else None
+        if g is not None:
+            g.replay(cupy().cuda.get_current_stream())
+            if self.step_hook is not None and steps is self.plan.backward:
+                for i in range(len(steps)):
+                    self.step_hook(i)
+            return
         hook = self.step_hook
         if hook is None or steps is not self.plan.backward:
             super()._phase(steps)
@@ -84,6 +102,41 @@ class HookedCudaExecutor(CudaExecutor):
         for i, step in enumerate(steps):
             super()._phase((step,))
             hook(i)
+
+    def _phase_graph(self, steps: Sequence[Any]) -> graph.StepGraph | None:
+        """The captured phase for this shape (captured on the GRAPH_AFTER-th eager run), or None."""
+        if not self._training or self._graph_error or debug_level() >= 1 or profile.active() is not None:
+            return None
+        if steps is not self.plan.forward and steps is not self.plan.backward:
+            return None
+        units = [(step.node, op) for step in steps for op in step.ops
+                 if not (isinstance(op, KernelLaunch) and op.mode == "eval")]
+        names = graph.baked([op for _, op in units])
+        key = (steps is self.plan.forward, self.batch, self._alloc_batch, tuple(id(b) for b in self._buffers.values()),
+               tuple((k, v[0].data.ptr, v[1].data.ptr) for k, v in sorted((self._landing or {}).items())),
+               tuple((name, self._runtime.get(name)) for name in names))
+        if self._phase_cache is None:
+            self._phase_cache, self._phase_seen = {}, {}
+        g = self._phase_cache.get(key)
+        if g is not None:
+            return g
+        assert self._phase_seen is not None
+        seen = self._phase_seen.get(key, 0) + 1
+        self._phase_seen[key] = seen
+        if seen <= self.GRAPH_AFTER:
+            return None
+        g = graph.StepGraph(self, units, key, eager=lambda op: isinstance(op, EmbeddingCall))
+        try:
+            g.capture(cupy().cuda.get_current_stream())
+        except Exception as e:  # noqa: BLE001  (an operation that cannot be captured: stay eager)
+            self._graph_error = f"{type(e).__name__}: {e}"
+            warnings.warn(f"CUDA graph capture of a GPU's {'forward' if key[0] else 'backward'} failed, training "
+                          f"continues without graphs: {self._graph_error}", RuntimeWarning, stacklevel=3)
+            return None
+        if len(self._phase_cache) >= 4:  # forward and backward of the steady shape and of one other
+            self._phase_cache.pop(next(iter(self._phase_cache)))
+        self._phase_cache[key] = g
+        return g
 
 
 class DeviceFeed(DeviceEmbedding):
@@ -328,7 +381,7 @@ class DistributedCudaExecutor:
     ``tables`` the device-sharded embeddings by node name."""
 
     distributed = True
-    use_cuda_graph = False  # the per-GPU executors run eagerly (their steps are interleaved with exchanges)
+    use_cuda_graph = False  # no whole-step graph: each GPU's forward and backward replay as graphs (phase_graphs)
 
     def __init__(self, graph: Graph, replicas: Sequence[Any], places: Sequence[Place], feeds: Sequence[Mapping[str, Any]],
                  tables: Mapping[str, ShardedEmbedding], comm: Communicator, host_comm: Communicator,
@@ -741,6 +794,7 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
                 mine[name].low = True
             with place:
                 rep = HookedCudaExecutor(ex.plan, weights, mine, gpu_seed(seed, place.gpu))
+            rep.phase_graphs = bool(getattr(ex, "use_cuda_graph", False))
         with place:
             rep.set_dense_states(dense_states)
             for node_name, values in bn.items():
