@@ -14,7 +14,9 @@ reads stale or poisoned memory, as it could on the GPU. Dynamic shared memory st
 and is followed by a poisoned guard; a launch that wrote past its dynamic shared memory raises.
 
 Limits: kernels must reach every ``__syncthreads`` (and ``__shfl_xor_sync``, emulated through the block)
-from all their threads, as CUDA itself requires of barriers; at most 1024 threads per block; no atomics.
+from all their threads, as CUDA itself requires of barriers; at most 1024 threads per block. Atomics are
+std::atomic_ref operations (the threads of a block run at once; blocks one after another); the sm_90-only
+paths (float4 atomics) are left out as on older GPUs.
 This is for checking indexing, chunking and synchronisation of small launches, not speed.
 
     emu = EmulatedModule(spec)               # render + compile (cached per source)
@@ -58,6 +60,7 @@ inline std::barrier<>* hgc_emu_barrier = nullptr;
 inline unsigned char* hgc_emu_dynamic_smem = nullptr;
 inline std::vector<std::unique_ptr<std::barrier<>>>* hgc_emu_warp_barriers = nullptr;
 inline float hgc_emu_exchange[1024];
+inline long long hgc_emu_exchange_i[1024];
 
 #define __global__
 #define __device__
@@ -73,6 +76,25 @@ inline unsigned hgc_emu_thread() {
 // Every thread of the warp must call it (the full mask).
 inline void __syncwarp(unsigned = 0xffffffffu) {
   (*hgc_emu_warp_barriers)[hgc_emu_thread() / 32]->arrive_and_wait();
+}
+
+template <typename T> inline T atomicAdd(T* p, T v) { return std::atomic_ref<T>(*p).fetch_add(v); }
+template <typename T> inline T atomicExch(T* p, T v) { return std::atomic_ref<T>(*p).exchange(v); }
+template <typename T> inline T atomicCAS(T* p, T expected, T v) {
+  std::atomic_ref<T>(*p).compare_exchange_strong(expected, v);
+  return expected;  // the old value, whether or not it was replaced
+}
+template <typename T> inline T atomicMin(T* p, T v) {
+  std::atomic_ref<T> a(*p);
+  T old = a.load();
+  while (v < old && !a.compare_exchange_weak(old, v)) {}
+  return old;
+}
+template <typename T> inline T atomicMax(T* p, T v) {
+  std::atomic_ref<T> a(*p);
+  T old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {}
+  return old;
 }
 
 struct alignas(16) float4 { float x, y, z, w; };
@@ -107,6 +129,17 @@ inline float __shfl_xor_sync(unsigned, float v, int o) {
   __syncthreads();
   return r;
 }
+
+// Through the block as well: lane l reads lane l - o of its warp (its own value when l < o).
+inline int __shfl_up_sync(unsigned, int v, int o) {
+  const unsigned t = hgc_emu_thread();
+  hgc_emu_exchange_i[t] = v;
+  __syncthreads();
+  const int r = (t % 32) >= (unsigned)o ? (int)hgc_emu_exchange_i[t - (unsigned)o] : v;
+  __syncthreads();
+  return r;
+}
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 constexpr unsigned long long HGC_EMU_GUARD = 4096;
 

@@ -491,3 +491,31 @@ def test_fc_narrow(dtype: str, rows: int, k: int, m: int, act: str) -> None:
     mod("dgrad", (2, 1), (64, 1), g, w, dx, np.int64(rows), np.int32(1))
     want = emu.as_float64(emu.host_array(dx0, dtype), dtype).reshape(rows, k) + gf @ w.T.astype(np.float64)
     assert rel(emu.as_float64(dx, dtype).reshape(rows, k), want) < TOL[dtype]
+
+
+# -- one-hot shards of a multi-GPU localized table (embedding template) ---------------------------------------
+def _shard_module(dtype: str, vec: int) -> emu.EmulatedModule:
+    return module("embedding", dtype=dtype, vec=vec, combiner="sum", optimizer="SGD", update="Local",
+                  beta1=0.9, beta2=0.999, epsilon=1e-7, momentum_factor=0.9)
+
+
+def test_onehot_cols_and_the_first_bad_key() -> None:
+    """Rows of slots 1 and 3 of 5 (one key each) with their slot offsets; a bad key gives -1 and, through
+    note_bad_cols, [count, key, slot, sample] of the smallest bad position; first is reset."""
+    m = _shard_module("float32", 4)
+    n, s = 7, 5
+    sizes = np.array([3, 4, 5, 6, 7], np.int64)
+    offs = np.array([0, 0, 4, 9, 4], np.int64)  # local offsets of slots 1 and 3 (others unused)
+    keys = np.random.default_rng(1).integers(0, 3, (n, s)).astype(np.int64)
+    keys[4, 3], keys[2, 1] = 6, -1  # bad: position 23 (sample 4, slot 3) and 11 (sample 2, slot 1)
+    cols = np.array([1, 3], np.int64)
+    rows = np.full(n * 2, -7, np.int64)
+    first = np.full(1, np.iinfo(np.uint64).max, np.uint64)
+    rec = np.zeros(4, np.int64)
+    m("onehot_cols", (2,), (32,), keys.reshape(-1), np.int64(n), np.int32(s), cols, np.int32(2), offs, sizes, rows,
+      first)
+    want = keys[:, cols] + offs[cols]
+    want[(keys[:, cols] < 0) | (keys[:, cols] >= sizes[cols])] = -1
+    assert np.array_equal(rows, want.reshape(-1)) and first[0] == 11
+    m("note_bad_cols", (1,), (32,), keys.reshape(-1), np.int32(s), first, rec)
+    assert rec.tolist() == [1, -1, 1, 2] and first[0] == np.iinfo(np.uint64).max
