@@ -6,12 +6,16 @@
 #   bench:    every model benchmark beside its PyTorch baseline (benchmarks/run_all.sh)  (~4 min)
 #   quick:    the gpu tests matching QUICK_K (kernels a change touched), then bench in TF32 and fp16 with
 #             CUDA graphs only (~6 min): one call to check a kernel change and measure it
+#   multi:    (kind nvidia-h200-x2) the multi-GPU gpu tests (test_dist_cuda: logical GPUs, [[0, 1]] with peer
+#             copies and NCCL, mpirun -np 2) and benchmarks/dlrm_multi.py in every launch style, fp16 and
+#             TF32 (~6 min); on one GPU the logical-GPU tests and dlrm_multi --logical --stages
 # The device tool brings back at most 8 files, so the logs are packed into $OUT/logs.tgz; $OUT/summary.txt
 # holds the tables, and is printed last.
 #   OUT=$OUT bash scripts/gpu_session.sh verify [pytest args]
 #   OUT=$OUT bash scripts/gpu_session.sh examples
 #   OUT=$OUT bash scripts/gpu_session.sh bench
 #   OUT=$OUT bash scripts/gpu_session.sh quick
+#   OUT=$OUT bash scripts/gpu_session.sh multi
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out}"
@@ -58,8 +62,22 @@ case "$stage" in
     gpu_tests "${TEST_BUDGET_S:-200}" -k "$k" "$@"
     benchmarks "--precisions tf32,fp16 --graph on --top ${TOP:-25}" "${BUDGET_S:-330}"
     ;;
+  multi)
+    export NCCL_NVLS_ENABLE=0
+    gpu_tests "${TEST_BUDGET_S:-300}" -k "test_dist_cuda" "$@"
+    gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+    args="--iters 20"
+    [ "$gpus" -lt 2 ] && args="$args --logical --stages"
+    for prec in fp16 tf32; do
+      echo "== dlrm_multi $prec $args (commit $HGC_COMMIT, $gpus GPU(s))" >>"$summary"
+      timeout "${MULTI_TIMEOUT:-200}" python3 benchmarks/dlrm_multi.py $args --precision "$prec" \
+        --json "$WORK/dlrm_multi.jsonl" >"$WORK/dlrm_multi_$prec.log" 2>&1
+      grep -E "^\||^RATIO|^  |^-- stages" "$WORK/dlrm_multi_$prec.log" >>"$summary" ||
+        tail -5 "$WORK/dlrm_multi_$prec.log" >>"$summary"
+    done
+    ;;
   *)
-    echo "usage: gpu_session.sh verify|examples|bench|quick [pytest args]" >&2
+    echo "usage: gpu_session.sh verify|examples|bench|quick|multi [pytest args]" >&2
     exit 2
     ;;
 esac
