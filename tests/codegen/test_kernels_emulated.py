@@ -1,5 +1,6 @@
-"""The column-reduction kernels (bias_act, reduce, weight_multiply, multi_cross), the interaction kernels
-and MultiCross v1's row kernels (which also compile for sm_90 here) run on the CPU through
+"""The column-reduction kernels (bias_act, reduce, weight_multiply, multi_cross), the interaction kernels,
+MultiCross v1's row kernels, fc_narrow and the one-hot embedding kernels (single-GPU table and multi-GPU
+shards; atomics included) — which also compile for sm_90 here — run on the CPU through
 tests/codegen/_cuda_emu.py (g++ and a shim of the CUDA built-ins), against the reference semantics, in
 every dtype, at odd sizes (1 row, 3 rows, more chunks than rows, 1/31/33/70/429 columns). The plain sums of
 the column reductions are also checked bit for bit against a float32 replay of their fixed summation order
@@ -519,3 +520,54 @@ def test_onehot_cols_and_the_first_bad_key() -> None:
     assert np.array_equal(rows, want.reshape(-1)) and first[0] == 11
     m("note_bad_cols", (1,), (32,), keys.reshape(-1), np.int32(s), first, rec)
     assert rec.tolist() == [1, -1, 1, 2] and first[0] == np.iinfo(np.uint64).max
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("combiner,vec", [("sum", 8), ("mean", 9)])
+def test_one_hot_table_step(dtype: str, combiner: str, vec: int) -> None:
+    """The single-GPU one-hot table's step: onehot (rows, the first bad key), bad_info, segments, combine (sum
+    or mean of each (sample, slot) segment, rounded to the dtype) and scatter_sgd (every key's gradient, mean
+    scaled, added to its row with atomics) against float64, on multi-hot segments with an empty one."""
+    r = np.random.default_rng(vec)
+    m = module("embedding", dtype=dtype, vec=vec, combiner=combiner, optimizer="SGD", update="Local",
+               beta1=0.9, beta2=0.999, epsilon=1e-7, momentum_factor=0.9)
+    s, n = 3, 5
+    sizes, offs = np.array([4, 2, 6], np.int64), np.array([0, 4, 6], np.int64)
+    counts = r.integers(1, 4, n * s)
+    counts[4] = 0
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    slot = np.repeat(np.arange(n * s) % s, counts)
+    keys = (r.random(offsets[-1]) * sizes[slot]).astype(np.int64)
+    keys[3] = sizes[slot[3]]  # out of range: the first bad position
+    nseg = n * s
+    rows = np.full(keys.shape[0], -7, np.int64)
+    err = np.array([np.iinfo(np.uint64).max, 0, 0, 0], np.uint64)
+    m("onehot", (2,), (32,), keys, offsets, np.int64(nseg), np.int32(s), offs, sizes, rows, err)
+    want_rows = np.where((keys >= 0) & (keys < sizes[slot]), keys + offs[slot], -1)
+    assert np.array_equal(rows, want_rows) and err[0] == 3
+    m("bad_info", (1,), (32,), keys, offsets, np.int64(nseg), err)
+    seg3 = int(np.searchsorted(offsets, 3, side="right") - 1)
+    assert err[1] == keys[3] and err[2] == seg3
+    table = r.uniform(-1, 1, (12, vec)).astype(np.float32)
+    out = emu.host_array(np.full((nseg, vec), 9.0), dtype)
+    m("combine", (3,), (64,), offsets, rows, np.int64(nseg), table, out)
+    want = np.zeros((nseg, vec))
+    for g in range(nseg):
+        picked = [table[row] for row in rows[offsets[g]:offsets[g + 1]] if row >= 0]
+        if picked:
+            want[g] = np.sum(picked, axis=0) / (counts[g] if combiner == "mean" else 1)
+    assert rel(emu.as_float64(out, dtype).reshape(nseg, vec), want) < TOL[dtype]
+    seg = np.full(keys.shape[0], -1, np.int64)
+    m("segments", (2,), (32,), offsets, np.int64(nseg), seg)
+    assert np.array_equal(seg, np.repeat(np.arange(nseg), counts))
+    grad = emu.host_array(r.uniform(-1, 1, (nseg, vec)), dtype)
+    hp = np.array([0.5, 0.0, 0.25], np.float32)
+    t = table.copy()
+    m("scatter_sgd", (3,), (64,), offsets, np.int64(nseg), rows, seg, grad, t, hp)
+    want_t = table.astype(np.float64)
+    gf = emu.as_float64(grad, dtype).reshape(nseg, vec)
+    for i, row in enumerate(rows):
+        if row >= 0:
+            scale = 1.0 / counts[seg[i]] if combiner == "mean" and counts[seg[i]] > 1 else 1.0
+            want_t[row] -= 0.5 * 0.25 * scale * gf[seg[i]]
+    assert rel(t, want_t) < 1e-6
