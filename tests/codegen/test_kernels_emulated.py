@@ -571,3 +571,37 @@ def test_one_hot_table_step(dtype: str, combiner: str, vec: int) -> None:
             scale = 1.0 / counts[seg[i]] if combiner == "mean" and counts[seg[i]] > 1 else 1.0
             want_t[row] -= 0.5 * 0.25 * scale * gf[seg[i]]
     assert rel(t, want_t) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("vec", [8, 9])
+def test_gather_to_and_sgd_from_the_feeds(dtype: str, vec: int) -> None:
+    """A shard's rows into two feed buffers (samples [0, 3) and [3, 7)) at its slots, rounded to the dtype, zeros
+    for a bad row; then atomic SGD from gradients in those buffers, every key's gradient added to its row (two
+    keys share a row)."""
+    r = np.random.default_rng(vec)
+    m = _shard_module(dtype, vec)
+    n, s, cols = 7, 3, np.array([0, 2], np.int64)
+    table = r.uniform(-1, 1, (5, vec)).astype(np.float32)
+    rows = r.integers(0, 5, n * 2).astype(np.int64)
+    rows[5] = -1
+    lo = np.array([0, 3, 7], np.int64)
+    feeds = [emu.host_array(np.full((3, s, vec), 9.0), dtype), emu.host_array(np.full((4, s, vec), 9.0), dtype)]
+    ptr = np.array([f.ctypes.data for f in feeds], np.uint64)
+    m("gather_to", (3,), (64,), rows, np.int64(n), cols, np.int32(2), np.int32(s), table, ptr, lo, np.int32(2))
+    got = np.concatenate([emu.as_float64(f, dtype).reshape(-1, s, vec) for f in feeds])
+    want = np.where(rows[:, None] >= 0, table[rows], 0.0).reshape(n, 2, vec)
+    assert np.array_equal(got[:, cols], emu.as_float64(emu.host_array(want, dtype), dtype))
+    assert (got[:, 1] == 9.0).all()  # the other GPU's slot is left alone
+    grads = r.uniform(-1, 1, (n, s, vec))
+    feeds = [emu.host_array(grads[:3], dtype), emu.host_array(grads[3:], dtype)]
+    ptr = np.array([f.ctypes.data for f in feeds], np.uint64)
+    hp = np.array([0.5, 0.0, 0.25], np.float32)  # lr, alpha, 1 / scale
+    t = table.copy()
+    m("sgd_from", (3,), (64,), rows, np.int64(n), cols, np.int32(2), np.int32(s), ptr, lo, np.int32(2), t, hp)
+    g = np.concatenate([emu.as_float64(f, dtype).reshape(-1, s, vec) for f in feeds])[:, cols].reshape(-1, vec)
+    want_t = table.astype(np.float64)
+    for i, row in enumerate(rows):
+        if row >= 0:
+            want_t[row] -= 0.5 * 0.25 * g[i]
+    assert rel(t, want_t) < 1e-6

@@ -141,6 +141,9 @@ def test_logical_gpus_train_as_one_gpu(monkeypatch: pytest.MonkeyPatch, data: di
     assert {p.device for p in ex.places} == {0} and len({p.stream.ptr for p in ex.places}) == len(ex.places)
     # every GPU's forward and backward replayed from CUDA graphs after the first steps
     assert all(r.phase_graphs and len(r._phase_cache or {}) >= 2 and not r._graph_error for r in ex.replicas)
+    # one-hot with atomic SGD: the owners write the feeds and read the gradients in place
+    assert all(getattr(t, "_in_place_step", False) == (kind == "onehot" and optimizer == "SGD")
+               for t in ex.tables.values())
     assert_close(got, one_gpu(kind, 30, data, optimizer, update), TOL)
     assert len(set(np.round(got["losses"], 6))) > 1
     if kind == "hybrid":
@@ -165,6 +168,8 @@ def test_logical_gpus_in_mixed_precision(monkeypatch: pytest.MonkeyPatch, data: 
     assert ex.replicas[0].plan.compute_dtype == "float16"
     wires = {name: table.wire_dtype for name, table in ex.tables.items() if hasattr(table, "wire_dtype")}
     assert all(w == cp.float16 for w in wires.values()) and (kind == "hybrid") != bool(wires), wires
+    assert all(getattr(t, "_in_place_step", False) == (kind == "onehot" and optimizer == "SGD")
+               for t in ex.tables.values())
     assert_close(got, one_gpu(kind, 30, data, optimizer, update, precision="fp16"), 1e-2)
 
 

@@ -159,6 +159,7 @@ class DeviceFeed(DeviceEmbedding):
         self._ws = None
         self.err = None
         self.low = False
+        self.grad_buf: Any = None  # where the table wants the output gradient (its in-place path), else None
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -174,7 +175,12 @@ class DeviceFeed(DeviceEmbedding):
         return out
 
     def backward(self, grad: Any) -> tuple[Any, Any]:
-        self.grad = (grad.copy() if self.low else to_float32(self.place.xp, grad)).reshape(-1, self.vec)
+        if self.grad_buf is not None:
+            dst = self.grad_buf.reshape(grad.shape)
+            from_float32(self.place.xp, grad, dst)
+            self.grad = dst.reshape(-1, self.vec)
+        else:
+            self.grad = (grad.copy() if self.low else to_float32(self.place.xp, grad)).reshape(-1, self.vec)
         return None, None
 
     def backward_update(self, grad: Any) -> None:
@@ -482,9 +488,11 @@ class DistributedCudaExecutor:
         slices = self.topology.slices(n, per)
         for node in self.embedding_nodes:
             sparse = batch.sparse[self._sparse_index[node.inputs[0]]]
-            outs = self.tables[node.name].forward(sparse, training, slices)
-            for feeds, out in zip(self.feeds, outs):
-                feeds[node.name].out, feeds[node.name].grad = out, None
+            table = self.tables[node.name]
+            outs = table.forward(sparse, training, slices)
+            bufs = getattr(table, "grad_buffers", None) or [None] * len(outs)
+            for feeds, out, buf in zip(self.feeds, outs, bufs):
+                feeds[node.name].out, feeds[node.name].grad, feeds[node.name].grad_buf = out, None, buf
         results: list[StepResult | None] = []
         for place, ex in zip(self.places, self.replicas):
             lo, hi = slices[place.gpu]

@@ -38,7 +38,7 @@ from hgc.runtime.dist.embedding import (
 from hgc.runtime.dist.hybrid import HybridEmbedding
 from hgc.runtime.dist.places import Place, fence
 from hgc.runtime.dist.shard import RowsState, Shard, insert_new_keys
-from hgc.runtime.dist.stores import Store, from_float32, to_float32
+from hgc.runtime.dist.stores import FeedGradients, Store, from_float32, to_float32
 from hgc.runtime.embedding.hash_table import HashTable
 from hgc.runtime.optim.sparse import SparseOptimizer
 
@@ -295,6 +295,15 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         self._bad: list[Any] = []  # [local i]: int64 [count, key, slot, sample] of the first bad one-hot key
         self._first: list[Any] = []  # [local i]: uint64 [1] scratch of the one-hot row kernel
         self._iota: list[Any] = [None] * len(self.places)  # [local i]: 0, 1, 2, ...: one-key-per-row offsets
+        self._kernel_rows = False  # the last one-hot plan came from onehot_rows (one key per sample and slot)
+        #: in place (one process, see _in_place): every local GPU's feed buffers for outputs and output
+        #: gradients, (rows of its slice, slot_num, vec), and per local GPU the device arrays of their
+        #: addresses and of the slices' starts; ``grad_buffers`` is where the executors must leave the gradients
+        self._feed_key: Any = None
+        self._feed: tuple[list[Any], list[Any], list[Any], list[Any], list[Any]] | None = None
+        self.grad_buffers: list[Any] | None = None
+        self._in_place_step = False
+        self._peers: bool | None = None  # stores with the in-place kernels, GPUs that reach each other's memory
         for gpu, place in zip(comm.local, self.places):
             share = self.shares[gpu]
             store = make_store(place, f"{plan.name} on GPU {gpu}", share.rows)
@@ -361,6 +370,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
                              f"with slot_num={s}")
         n = nrows // s
         one_each = self.max_nnz == 1 and int(sparse.row_offsets[-1]) == nrows
+        self._kernel_rows = one_each and all(hasattr(sh.store, "onehot_rows") for sh in self.shards)
         staged, token = self._stage(np.asarray(sparse.keys), None if one_each else np.asarray(sparse.row_offsets))
         out = []
         for i, (shard, place, (offsets, keys)) in enumerate(zip(self.shards, self.places, staged)):
@@ -425,11 +435,59 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
                                  f"{int(rec[3])})")
 
     # -- the step ----------------------------------------------------------------------------------
+    def _in_place(self) -> bool:
+        """Whether the owners write the feeds and read the output gradients in place: one process, a one-hot
+        plan from onehot_rows, stores with these kernels and atomic SGD, local GPUs that can read each other's
+        memory (or logical GPUs of one device)."""
+        if not (self.one_hot and self._kernel_rows and self.comm.world_size == len(self.places)):
+            return False
+        if self._peers is None:
+            devices = [getattr(p, "device", None) for p in self.places]
+            stores = all(hasattr(sh.store, "gather_to") and sh.store.emb.atomic for sh in self.shards)  # type: ignore[attr-defined]
+            self._peers = stores and all(a == b or bool(self.places[0].xp.cuda.runtime.deviceCanAccessPeer(a, b))
+                                         for a in devices for b in devices)
+        return self._peers
+
+    def _feed_buffers(self, slices: Slices, s: int) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
+        """(outputs, gradients, output addresses, gradient addresses, slice starts) of the in-place path, made
+        again only when the slices change."""
+        key = (tuple(map(tuple, slices)), s)
+        if self._feed is None or self._feed_key != key:
+            bounds = [slices[g][0] for g in self.comm.local] + [slices[self.comm.local[-1]][1]]
+            if any(slices[g][1] != bounds[k + 1] for k, g in enumerate(self.comm.local)):
+                raise ValueError(f"embedding '{self.name}': the GPUs' batch slices {slices} are not contiguous")
+            outs, grads = [], []
+            for gpu, place in zip(self.comm.local, self.places):
+                lo, hi = slices[gpu]
+                with place:
+                    dtype = self.wire_dtype or place.xp.float32
+                    outs.append(place.xp.zeros((hi - lo, s, self.vec), dtype))
+                    grads.append(place.xp.zeros((hi - lo, s, self.vec), dtype))
+            out_ptr = np.array([a.data.ptr for a in outs], np.uint64)
+            grad_ptr = np.array([a.data.ptr for a in grads], np.uint64)
+            self._feed = (outs, grads, [self._put(p, out_ptr) for p in self.places],
+                          [self._put(p, grad_ptr) for p in self.places],
+                          [self._put(p, np.asarray(bounds, np.int64)) for p in self.places])
+            self._feed_key = key
+        return self._feed
+
     def forward(self, sparse: SparseBatch, training: bool, slices: Slices) -> list[Any]:
         plans = self._plan_one_hot(sparse) if self.one_hot else self._plan_hash(sparse, training)
         s = sparse.slot_num
         n = (np.shape(sparse.row_offsets)[0] - 1) // s
         wire = self.wire_dtype
+        self._in_place_step = self._in_place()
+        if self._in_place_step:  # each owner writes its slots of every GPU's feed: no exchange buffers
+            outs, grads, out_ptr, _, bounds = self._feed_buffers(slices, s)
+            fence(self.places)  # the feeds' readers of the last step are done
+            for i, (shard, (_, rows, _, _)) in enumerate(zip(self.shards, plans)):
+                shard.store.gather_to(rows, n, self._cols[i][shard.gpu], s, out_ptr[i], bounds[i],  # type: ignore[attr-defined]
+                                      len(self.places), wire is not None)
+            fence(self.places)
+            self.grad_buffers = grads
+            self._saved = (plans, list(slices))
+            return list(outs)
+        self.grad_buffers = None
         send = []
         for shard, place, (sub, rows, scale, ncols) in zip(self.shards, self.places, plans):
             full = shard.store.combine(sub, rows, low=wire is not None and scale is None)  # type: ignore[attr-defined]
@@ -461,6 +519,18 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         if self._saved is None:
             raise RuntimeError(f"embedding '{self.name}': backward() before forward()")
         plans, slices = self._saved
+        if self._in_place_step:  # each owner's atomic SGD reads every GPU's gradient where it lies
+            assert self._feed is not None and self.grad_buffers is not None
+            _, bufs, _, grad_ptr, bounds = self._feed
+            for place, gr, buf in zip(self.places, grads, bufs):
+                if gr is not None and gr.size and gr.data.ptr != buf.data.ptr:  # not left in the buffer
+                    with place:
+                        from_float32(place.xp, gr.reshape(buf.shape), buf)
+            fence(self.places)
+            n = (slices[self.comm.local[-1]][1] - slices[self.comm.local[0]][0])
+            return [(FeedGradients(rows, n, self._cols[i][shard.gpu], self.slot_num, grad_ptr[i], bounds[i],
+                                   len(self.places), self.wire_dtype is not None), None)
+                    for i, (shard, (_, rows, _, _)) in enumerate(zip(self.shards, plans))]
         g = self.comm.world_size
         send = []
         for i, (place, gr) in enumerate(zip(self.places, grads)):

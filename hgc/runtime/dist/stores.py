@@ -149,6 +149,16 @@ class KeyGradients:
         self.offsets, self.rows, self.seg_grads, self.low = offsets, rows, seg_grads, low
 
 
+class FeedGradients:
+    """The output gradients of a one-hot shard's keys where every local GPU's executor left them (the feed
+    buffers, read in place by the owner's atomic SGD): ``rows`` (n · ncols, sample-major), the slots ``cols``
+    of ``slot_num``, the buffers' device addresses ``ptr`` and their samples' starts ``lo`` (nbuf + 1)."""
+
+    def __init__(self, rows: Any, n: int, cols: Any, slot_num: int, ptr: Any, lo: Any, nbuf: int, low: bool) -> None:
+        self.rows, self.n, self.cols, self.slot_num = rows, n, cols, slot_num
+        self.ptr, self.lo, self.nbuf, self.low = ptr, lo, nbuf, low
+
+
 class HostStore(Store):
     """A store in host memory: NumPy rows and the cpu target's SparseOptimizer."""
 
@@ -288,6 +298,16 @@ class CupyStore(Store):
                 self._launch("note_bad_cols", (1, 1, 1), (32, 1, 1), (keys, np.int32(slot_num), first, rec))
         return rows
 
+    def gather_to(self, rows: Any, n: int, cols: Any, slot_num: int, ptr: Any, lo: Any, nbuf: int, low: bool) -> None:
+        """Rows ``rows`` (n samples × the slots ``cols``, sample-major) rounded into the feed buffers ``ptr``
+        (device addresses; buffer d holds samples [lo[d], lo[d + 1]) × slot_num × vec) at their slots."""
+        count = n * int(cols.shape[0])
+        if count:
+            with self.place:
+                self._launch("gather_to", _grid(count * self.vn, BLOCK), (BLOCK, 1, 1),
+                             (rows, np.int64(n), cols, np.int32(cols.shape[0]), np.int32(slot_num), self.emb.table, ptr,
+                              lo, np.int32(nbuf)), low=low)
+
     def key_grads(self, offsets: Any, rows: Any, seg_grads: Any) -> tuple[Any, Any]:
         """SGD with atomic updates (HugeCTR's default for SGD) applies every key's gradient as it comes, with
         no sort and no synchronisation (the single-GPU table's fast path); other optimizers sum per row."""
@@ -305,6 +325,15 @@ class CupyStore(Store):
 
     def apply(self, rows: Any, grads: Any, lr: float, scaler: float) -> None:
         with self.place:
+            if isinstance(rows, FeedGradients):  # atomic SGD from the feed buffers in place
+                self.emb.prepare(lr, scaler)
+                f = rows
+                count = f.n * int(f.cols.shape[0])
+                if count:
+                    self._launch("sgd_from", _grid(count * self.vn, BLOCK), (BLOCK, 1, 1),
+                                 (f.rows, np.int64(f.n), f.cols, np.int32(f.cols.shape[0]), np.int32(f.slot_num), f.ptr,
+                                  f.lo, np.int32(f.nbuf), self.emb.table, self.emb.hp), low=f.low)
+                return
             if not isinstance(rows, KeyGradients):
                 self.emb.update(lr, scaler, rows=rows, grads=grads)
                 return
