@@ -26,7 +26,8 @@ step does twice the work: ``× one GPU`` is ideally 1.0 and its shortfall is the
 (exchanges, host planning, eager launches). ``--profile N`` prints the N host functions with the most time
 (cProfile, cumulative) of each multi-GPU configuration; ``--stages`` times each stage of the step (the tables'
 forward / backward / update, the per-GPU dense forward / backward / update, batch staging) with a device
-synchronisation around it: host ms (until the call returns) and total ms (until the GPUs are done).
+synchronisation around it (extra steps after the timed ones): host ms (until the call returns) and total ms
+(until the GPUs are done).
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def build(batch: int, rows: int, vvgpu: list[list[int]], solver_kw: dict[str, An
 
 
 def host_batches(n: int, rows: int, count: int, seed: int = 0) -> list[Any]:
-    """``count`` host batches of ``n`` samples: 0/1 labels, uniform dense features, one uniform key per slot."""
+    """``count`` host batches of ``n`` samples: 0/1 labels, uniform dense features, one uniform uint32 key per
+    slot."""
     from hgc.runtime.data.batch import Batch, SparseBatch
 
     out = []
@@ -96,7 +98,7 @@ def host_batches(n: int, rows: int, count: int, seed: int = 0) -> list[Any]:
         rng = np.random.default_rng([seed, b])
         label = (rng.random((n, 1)) < 0.5).astype(np.float32)
         dense = rng.random((n, DENSE), dtype=np.float32)
-        keys = rng.integers(0, rows, n * TABLES, dtype=np.int64)
+        keys = rng.integers(0, rows, n * TABLES, dtype=np.uint32)  # as the Raw reader gives them
         out.append(Batch(n, label, dense, [SparseBatch(np.arange(n * TABLES + 1, dtype=np.int64), keys, TABLES)]))
     return out
 
@@ -155,6 +157,37 @@ class StageTimer:
         return "\n".join(rows)
 
 
+def kernel_table(ex: Any, batches: list[Any], name: str, a: argparse.Namespace) -> str:
+    """The GPU kernels and copies of ``a.iters`` steps by total time (PyTorch's profiler: CUPTI sees CuPy's
+    launches too), with the GPU-busy sum against the wall clock of those steps."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return f"-- kernels, {name}: skipped (PyTorch is not installed)"
+    synchronize(ex)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for i in range(a.iters):
+            ex.train_step(batches[i % a.nb], 1e-3)
+        synchronize(ex)
+        wall = time.perf_counter() - t0
+    per: dict[str, list[float]] = {}
+    for e in prof.events():
+        if "CPU" in str(e.device_type):  # runtime calls: their kernels are listed on their own
+            continue
+        us = e.device_time_total
+        if us > 0:
+            t = per.setdefault(e.name[:60], [0, 0.0])
+            t[0] += 1
+            t[1] += us
+    busy = sum(t for _, t in per.values()) / 1e3 / a.iters
+    rows = [f"-- kernels, {name} ({a.iters} steps, ms per step): GPU busy {busy:.2f} of {wall / a.iters * 1e3:.2f} wall",
+            f"  {'kernel':<60} {'calls/step':>10} {'ms':>7}"]
+    for k, (c, us) in sorted(per.items(), key=lambda kv: -kv[1][1])[:a.kernels]:
+        rows.append(f"  {k:<60} {c / a.iters:>10.1f} {us / 1e3 / a.iters:>7.3f}")
+    return "\n".join(rows)
+
+
 def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
     """One configuration in this process (one rank of it under mpirun); the record on rank 0, else None."""
     from hgc.config import config
@@ -180,30 +213,32 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
     if comm is not None:
         comm.barrier()
     t0 = time.perf_counter()
-    stages = None
-    if a.stages:
-        stages = StageTimer(ex)
-        stages.install()
-    prof = None
-    if a.profile and gpus > 1:
-        import cProfile
-
-        prof = cProfile.Profile()
-        prof.enable()
     for i in range(a.iters):
         losses = ex.train_step(batches[(a.warmup + i) % a.nb], 1e-3)
     host = time.perf_counter() - t0  # the host's share: when it exceeds the GPU's, the step is host-bound
     synchronize(ex)
     dt = time.perf_counter() - t0
-    if prof is not None:
+    if a.profile and gpus > 1:
+        import cProfile
         import io
         import pstats
 
+        prof = cProfile.Profile()
+        prof.enable()
+        for i in range(a.iters):
+            ex.train_step(batches[i % a.nb], 1e-3)
+        synchronize(ex)
         prof.disable()
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(a.profile)
         print(f"-- host profile, {name}, {a.iters} steps\n" + text.getvalue(), flush=True)
-    if stages is not None and stages.times:
+    if a.kernels:
+        print(kernel_table(ex, batches, name, a), flush=True)
+    if a.stages:  # after the timed steps (and the profile): the stage timer's synchronisations slow a step
+        stages = StageTimer(ex)
+        stages.install()
+        for i in range(a.iters):
+            ex.train_step(batches[i % a.nb], 1e-3)
         print(f"-- stages, {name} (each synchronised; ms per step)\n{stages.table(a.iters)}", flush=True)
     if comm is not None:
         dt = max(comm.allgather_obj(dt))
@@ -222,6 +257,7 @@ def launch(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Run one configuration in a fresh process; its record (status "failed" with the log tail on error)."""
     args = ["--run", name, "--batch", str(a.batch), "--rows", str(a.rows), "--iters", str(a.iters),
             "--warmup", str(a.warmup), "--nb", str(a.nb), "--precision", a.precision, "--profile", str(a.profile),
+            "--kernels", str(a.kernels),
             *(["--stages"] if a.stages else [])]
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     if name == "mpi":
@@ -273,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="one GPU: single and inprocess with logical GPUs on device 0 (ideal ratio 1.0)")
     p.add_argument("--profile", type=int, default=0, help="print the N costliest host functions per multi-GPU run")
     p.add_argument("--stages", action="store_true", help="time every stage of the step (synchronised)")
+    p.add_argument("--kernels", type=int, default=0, help="print the N costliest GPU kernels per configuration")
     p.add_argument("--run", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.run:

@@ -288,7 +288,8 @@ def cupy_cache_dir() -> str:
 def import_cupy() -> object:
     """Import CuPy with its kernel cache under hgc's cache dir (``<cache_dir>/cupy``) unless the user set
     ``CUPY_CACHE_DIR``. (CuPy reads the variable when it compiles, so this works even after an import.)"""
-    os.environ.setdefault("CUPY_CACHE_DIR", cupy_cache_dir())
+    if "CUPY_CACHE_DIR" not in os.environ:  # called on every step's hot path: no path work once it is set
+        os.environ["CUPY_CACHE_DIR"] = cupy_cache_dir()
     import cupy
 
     return cupy

@@ -4,7 +4,8 @@ the compute stream, so the host-to-device copy of batch i+1 runs while batch i c
 * :class:`DeviceSparse` / :class:`DeviceBatch`: a batch's arrays in device memory (keys widened to int64,
   the CSR row offsets, labels and dense features in float32) plus the event that says they have arrived.
 * :class:`Stager`: ``put(batch)`` copies a host :class:`~hgc.runtime.data.batch.Batch` into the next of
-  ``depth`` pinned buffers (host work), starts the asynchronous copies of that buffer into the matching
+  ``depth`` pinned buffers (host work; 32-bit keys stay 32-bit there, half the bytes, and are widened to int64
+  on the device after the copy), starts the asynchronous copies of that buffer into the matching
   device slot on its own non-blocking stream, records the slot's ``ready`` event and returns the
   DeviceBatch at once. A slot is written again only after the compute stream recorded ``consumed`` on it
   (:meth:`DeviceBatch.release`), so nothing is overwritten while a step still reads it.
@@ -139,6 +140,24 @@ def to_device(executor: Any, batch: Batch) -> DeviceBatch:
     return DeviceBatch(int(batch.n), int(batch.size), label, dense, sparse)
 
 
+def _pinned_dtype(name: str, arr: np.ndarray) -> np.dtype:
+    """How a part of a batch lies in the pinned buffer: label and dense float32, 32-bit keys as they are,
+    other keys and the offsets int64."""
+    if name in ("label", "dense"):
+        return np.dtype(np.float32)
+    if name.startswith("keys"):
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"keys must be an integer array, got dtype {arr.dtype}")
+        if arr.dtype.itemsize == 4:
+            return arr.dtype
+    return np.dtype(np.int64)
+
+
+def _aligned(nbytes: int) -> int:
+    """``nbytes`` (at least 8) rounded up to 256: every array of a slot starts 256-byte aligned."""
+    return -(-max(nbytes, 8) // 256) * 256
+
+
 class _Slot:
     """One pinned host buffer and its device twin, with the events that guard them."""
 
@@ -151,12 +170,13 @@ class _Slot:
         self.consumed = cp.cuda.Event(disable_timing=True)
         self.used = False
 
-    def ensure(self, nbytes: int) -> None:
-        if nbytes > self.nbytes:
-            size = max(256, -(-int(nbytes * 1.25) // 256) * 256)
-            self.host = self.cp.cuda.alloc_pinned_memory(size)
-            self.dev = self.cp.empty(size, self.cp.uint8)
-            self.nbytes = size
+    def ensure(self, host_bytes: int, dev_bytes: int) -> None:
+        """At least ``host_bytes`` of pinned memory and ``dev_bytes`` (≥ host_bytes) on the device."""
+        if host_bytes > self.nbytes:
+            self.nbytes = max(256, -(-int(host_bytes * 1.25) // 256) * 256)
+            self.host = self.cp.cuda.alloc_pinned_memory(self.nbytes)
+        if self.dev is None or dev_bytes > self.dev.size:
+            self.dev = self.cp.empty(max(self.nbytes, -(-int(dev_bytes * 1.25) // 256) * 256), self.cp.uint8)
 
 
 class Stager:
@@ -189,28 +209,35 @@ class Stager:
             parts.append((f"keys{i}", np.asarray(sb.keys).reshape(-1)))
             if not sb.one_hot:  # 0, 1, 2, ... need no copy: see _one_hot_offsets
                 parts.append((f"offsets{i}", np.asarray(sb.row_offsets).reshape(-1)))
-        layout = []
+        # 32-bit keys (the Raw reader's) are widened on the device, into regions after the copied bytes
+        layout, wides = [], []
         total = 0
         for name, arr in parts:
-            nbytes = arr.size * 8 if name.startswith(("keys", "offsets")) else arr.size * 4
-            layout.append((name, total, arr))
-            total += -(-max(nbytes, 8) // 256) * 256
+            kind = _pinned_dtype(name, arr)
+            layout.append((name, total, arr, kind))
+            total += _aligned(arr.size * kind.itemsize)
+        dev_total = total
+        for name, _, arr, kind in layout:
+            if name.startswith("keys") and kind.itemsize == 4:
+                wides.append((name, dev_total))
+                dev_total += _aligned(arr.size * 8)
         slot = self.slots[self.index % len(self.slots)]
         self.index += 1
         if slot.used:
             slot.consumed.synchronize()  # the step that read this slot has run
-        slot.ensure(total)
+        slot.ensure(total, dev_total)
         host = np.frombuffer(slot.host, np.uint8, slot.nbytes)
         views: dict[str, Any] = {}
-        for name, off, arr in layout:
-            wide = name.startswith(("keys", "offsets"))
-            if name.startswith("keys") and arr.dtype.kind not in "iu":
-                raise ValueError(f"keys must be an integer array, got dtype {arr.dtype}")
-            dst = host[off:off + arr.size * (8 if wide else 4)].view(np.int64 if wide else np.float32)
+        for name, off, arr, kind in layout:
+            dst = host[off:off + arr.size * kind.itemsize].view(kind)
             fill(dst, arr.view(np.int64) if arr.dtype == np.uint64 else arr)
-            views[name] = cp.ndarray((max(arr.size, 1),), cp.int64 if wide else cp.float32, memptr=slot.dev.data + off)
+            views[name] = cp.ndarray((max(arr.size, 1),), kind, memptr=slot.dev.data + off)
         with self.stream:
             cp.cuda.runtime.memcpyAsync(slot.dev.data.ptr, slot.host.ptr, total, H2D, self.stream.ptr)
+            for name, off in wides:
+                wide = cp.ndarray(views[name].shape, cp.int64, memptr=slot.dev.data + off)
+                wide[...] = views[name]  # zero-extends uint32, sign-extends int32 (as key_array does)
+                views[name] = wide
             slot.ready.record(self.stream)
         slot.used = True
         sparse = []
