@@ -8,6 +8,8 @@ cpu target; a one-hot key out of range is reported.
 
 On two GPUs (skipped with fewer): vvgpu=[[0, 1]] in one process (peer copies, and NCCL) and
 ``mpirun -np 2`` with vvgpu=[[0], [1]] (NCCL), every type, 100 iterations equal to one GPU within tolerance.
+The MPI launch style also runs on one GPU: two ranks on logical GPUs, exchanging through host MPI
+(HGC_DIST_BACKEND=mpi). The one-hot type is single-node, so not among the MPI runs.
 
 Tolerances: the dense gradients are sums of per-GPU GEMMs instead of one GEMM, and the Distributed table's
 partial sums travel in float32, so results differ from one GPU by float32 rounding that Adam carries on:
@@ -234,24 +236,43 @@ def test_two_gpus_in_one_process_train_as_one(monkeypatch: pytest.MonkeyPatch, d
     assert_close(got, one_gpu(kind, 100, data), TOL_100)
 
 
-def mpirun_cuda(n: int, args: list[str], timeout: int = 400) -> None:
+def mpirun_cuda(n: int, args: list[str], timeout: int = 400, **extra: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT), HGC_TARGET="cuda", NCCL_NVLS_ENABLE="0", OMP_NUM_THREADS="1")
     env.pop("HGC_DIST_LOGICAL_DEVICES", None)
+    env.pop("HGC_DIST_BACKEND", None)
+    env.update(extra)
     cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(n), sys.executable, "-m",
            "tests.runtime.dist.worker", *args]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert r.returncode == 0, f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
-@two_gpus
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun (Open MPI) is not installed")
-@pytest.mark.parametrize("kind", KINDS)
-def test_mpirun_two_ranks_train_as_one(tmp_path: Path, data: dict[str, Any], kind: str) -> None:
+# (LocalizedSlotSparseEmbeddingOneHot works on a single node: the placement plan refuses it on several ranks)
+MPI_KINDS = ("wdl", "hybrid")
+needs_mpirun = pytest.mark.skipif(shutil.which("mpirun") is None, reason="mpirun (Open MPI) is not installed")
+
+
+def mpirun_trained(tmp_path: Path, data: dict[str, Any], kind: str, **env: str) -> dict[str, np.ndarray]:
     pytest.importorskip("mpi4py")
     out = tmp_path / "r.npz"
     mpirun_cuda(2, ["--kind", kind, "--vvgpu", "[[0], [1]]", "--data", json.dumps(data), "--steps", "100",
-                    "--statistics", "4", "--out", str(out)])
+                    "--statistics", "4", "--out", str(out)], **env)
     with np.load(out) as f:
         got = dict(f)
     assert int(got["ranks"][0]) == 2
+    return got
+
+
+@needs_mpirun
+@pytest.mark.parametrize("kind", MPI_KINDS)
+def test_mpirun_two_ranks_on_one_gpu_train_as_one(tmp_path: Path, data: dict[str, Any], kind: str) -> None:
+    """The MPI launch style on one GPU: each rank a logical GPU on device 0, exchanging through host MPI."""
+    got = mpirun_trained(tmp_path, data, kind, HGC_DIST_LOGICAL_DEVICES="1", HGC_DIST_BACKEND="mpi")
     assert_close(got, one_gpu(kind, 100, data), TOL_100)
+
+
+@two_gpus
+@needs_mpirun
+@pytest.mark.parametrize("kind", MPI_KINDS)
+def test_mpirun_two_ranks_train_as_one(tmp_path: Path, data: dict[str, Any], kind: str) -> None:
+    assert_close(mpirun_trained(tmp_path, data, kind), one_gpu(kind, 100, data), TOL_100)

@@ -13,6 +13,7 @@ HGC_DEBUG >= 1 every operation is followed by a synchronisation so a fault names
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -686,42 +687,57 @@ class CudaExecutor:
                               "reg_scale": float(lam) / self.plan.batch if kind != "none" else 0.0,
                               "scaler": float(scaler)})
 
+    def _graphs_usable(self) -> bool:
+        """False while debugging or profiling (every operation runs eagerly then) or after a failed capture."""
+        return not self._graph_error and debug_level() < 1 and profile.active() is None
+
+    def _graph_key(self, baked: Sequence[str]) -> tuple[Any, ...]:
+        """What a captured graph bakes in besides its operations: the allocation, every buffer and landing
+        address, and the runtime values the graph's kernels read as constants."""
+        return (self._alloc_batch, tuple(id(b) for b in self._buffers.values()),
+                tuple((k, v[0].data.ptr, v[1].data.ptr) for k, v in sorted((self._landing or {}).items())),
+                tuple((name, self._runtime.get(name)) for name in baked))
+
+    def _cached_graph(self, cache: dict[Any, Any], seen: dict[Any, int], key: Any, units: Sequence[Any],
+                      stream: Any, keep: int, what: str,
+                      eager: Any = None) -> graph.StepGraph | None:
+        """The graph of ``units`` cached under ``key``: captured on the GRAPH_AFTER-th time the key is seen
+        (None before, and when the capture fails: a warning, and this executor stays eager); at most
+        ``keep`` graphs are kept, the oldest dropped first."""
+        g = cache.get(key)
+        if g is not None:
+            return g
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= self.GRAPH_AFTER:
+            return None
+        g = graph.StepGraph(self, units, key, eager=eager)
+        try:
+            g.capture(stream)
+        except Exception as e:  # noqa: BLE001  (an operation that cannot be captured: stay eager)
+            self._graph_error = f"{type(e).__name__}: {e}"
+            warnings.warn(f"CUDA graph capture of {what} failed, training continues without graphs: "
+                          f"{self._graph_error}", RuntimeWarning, stacklevel=4)
+            return None
+        if len(cache) >= keep:
+            cache.pop(next(iter(cache)))
+        cache[key] = g
+        return g
+
     def _step_graph(self, stream: Any, n: int) -> graph.StepGraph | None:
         """The captured step for this shape (capturing it on the GRAPH_AFTER-th eager step), or None to run
         eagerly (graphs off, debugging or profiling, or a shape seen too rarely)."""
-        if not self.use_cuda_graph or self._graph_error or debug_level() >= 1 or profile.active() is not None:
+        if not self.use_cuda_graph or not self._graphs_usable():
             return None
         if self._graph_units is None:
             units = graph.step_units(self.plan)
             self._graph_units = (units, graph.baked([op for _, op in units]))
         units, baked = self._graph_units
-        key = (n, self._alloc_batch, tuple(id(b) for b in self._buffers.values()),
-               tuple((k, v[0].data.ptr, v[1].data.ptr) for k, v in sorted((self._landing or {}).items())),
-               tuple(id(e._ws) for e in self.embeddings.values()),
-               tuple((name, self._runtime.get(name)) for name in baked))
+        key = (n, tuple(id(e._ws) for e in self.embeddings.values()), *self._graph_key(baked))
         if self._graphs is None:
             self._graphs, self._graph_misses = {}, {}
-        g = self._graphs.get(key)
-        if g is not None:
-            return g
-        seen = self._graph_misses.get(key, 0) + 1
-        self._graph_misses[key] = seen
-        if seen <= self.GRAPH_AFTER:
-            return None
-        g = graph.StepGraph(self, units, key)
-        try:
-            g.capture(stream)
-        except Exception as e:  # noqa: BLE001  (an operation that cannot be captured: stay eager)
-            self._graph_error = f"{type(e).__name__}: {e}"
-            import warnings
-
-            warnings.warn(f"CUDA graph capture failed, training continues without graphs: {self._graph_error}",
-                          RuntimeWarning, stacklevel=3)
-            return None
-        if len(self._graphs) >= 2:  # keep the steady shape and one other (a short last batch)
-            self._graphs.pop(next(iter(self._graphs)))
-        self._graphs[key] = g
-        return g
+        assert self._graph_misses is not None
+        # keep the steady shape and one other (a short last batch)
+        return self._cached_graph(self._graphs, self._graph_misses, key, units, stream, 2, "the training step")
 
     def state_of(self, node: str) -> dict[str, np.ndarray]:
         """Host copies of a node's persistent state (BatchNorm: mean, var)."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,8 +45,8 @@ from hgc.ir.registry import get_op
 from hgc.ir.types import Batch as BatchDim
 from hgc.passes.plan_placement import HYBRID, LOCALIZED, ONE_HOT
 from hgc.runtime.cpu.executor import StepResult
-from hgc.runtime.cuda import graph, profile
-from hgc.runtime.cuda.device import cupy, debug_level
+from hgc.runtime.cuda import graph
+from hgc.runtime.cuda.device import cupy
 from hgc.runtime.cuda.embedding import DeviceEmbedding
 from hgc.runtime.cuda.executor import CudaExecutor
 from hgc.runtime.data.batch import Batch
@@ -66,6 +65,7 @@ from hgc.runtime.dist.parallel import (
 from hgc.runtime.dist.place_comm import PlaceComm
 from hgc.runtime.dist.places import CupyPlace, Place, fence, make_places
 from hgc.runtime.dist.shard import RowsState
+from hgc.runtime.dist.staged_comm import StagedComm
 from hgc.runtime.dist.stores import CupyStore, HostStore, from_float32, shard_kernel_spec, to_float32
 from hgc.runtime.dist.topology import Topology
 
@@ -105,38 +105,21 @@ class HookedCudaExecutor(CudaExecutor):
 
     def _phase_graph(self, steps: Sequence[Any]) -> graph.StepGraph | None:
         """The captured phase for this shape (captured on the GRAPH_AFTER-th eager run), or None."""
-        if not self._training or self._graph_error or debug_level() >= 1 or profile.active() is not None:
+        if not self._training or not self._graphs_usable():
             return None
         if steps is not self.plan.forward and steps is not self.plan.backward:
             return None
         units = [(step.node, op) for step in steps for op in step.ops
                  if not (isinstance(op, KernelLaunch) and op.mode == "eval")]
-        names = graph.baked([op for _, op in units])
-        key = (steps is self.plan.forward, self.batch, self._alloc_batch, tuple(id(b) for b in self._buffers.values()),
-               tuple((k, v[0].data.ptr, v[1].data.ptr) for k, v in sorted((self._landing or {}).items())),
-               tuple((name, self._runtime.get(name)) for name in names))
+        forward = steps is self.plan.forward
+        key = (forward, self.batch, *self._graph_key(graph.baked([op for _, op in units])))
         if self._phase_cache is None:
             self._phase_cache, self._phase_seen = {}, {}
-        g = self._phase_cache.get(key)
-        if g is not None:
-            return g
         assert self._phase_seen is not None
-        seen = self._phase_seen.get(key, 0) + 1
-        self._phase_seen[key] = seen
-        if seen <= self.GRAPH_AFTER:
-            return None
-        g = graph.StepGraph(self, units, key, eager=lambda op: isinstance(op, EmbeddingCall))
-        try:
-            g.capture(cupy().cuda.get_current_stream())
-        except Exception as e:  # noqa: BLE001  (an operation that cannot be captured: stay eager)
-            self._graph_error = f"{type(e).__name__}: {e}"
-            warnings.warn(f"CUDA graph capture of a GPU's {'forward' if key[0] else 'backward'} failed, training "
-                          f"continues without graphs: {self._graph_error}", RuntimeWarning, stacklevel=3)
-            return None
-        if len(self._phase_cache) >= 4:  # forward and backward of the steady shape and of one other
-            self._phase_cache.pop(next(iter(self._phase_cache)))
-        self._phase_cache[key] = g
-        return g
+        # forward and backward of the steady shape and of one other
+        return self._cached_graph(self._phase_cache, self._phase_seen, key, units, cupy().cuda.get_current_stream(),
+                                  4, f"a GPU's {'forward' if forward else 'backward'}",
+                                  eager=lambda op: isinstance(op, EmbeddingCall))
 
 
 class DeviceFeed(DeviceEmbedding):
@@ -690,15 +673,18 @@ def _reference_optimizer(trainer: Any, node: Any) -> Any:
 
 def _data_comm(topology: Topology, places: Sequence[Place], host_comm: Communicator, backend: str,
                on_host: bool) -> Communicator:
-    """The communicator of device arrays: peer copies in one process, NCCL across ranks (or on request)."""
-    if backend not in ("auto", "inprocess", "nccl"):
-        raise ValueError(f"backend = {backend!r} is not allowed for the cuda target: must be 'auto', 'inprocess' "
-                         f"or 'nccl'")
+    """The communicator of device arrays: peer copies in one process, NCCL across ranks (or on request), or
+    host MPI with ``backend="mpi"`` (copies through host memory)."""
+    if backend not in ("auto", "inprocess", "nccl", "mpi"):
+        raise ValueError(f"backend = {backend!r} is not allowed for the cuda target: must be 'auto', 'inprocess', "
+                         f"'nccl' or 'mpi'")
     if on_host:  # the host stand-in: NumPy arrays through the host communicators
         return PlaceComm(topology, places) if topology.num_ranks == 1 else host_comm
     if backend == "inprocess" and topology.num_ranks > 1:
         raise ValueError(f"backend = 'inprocess' drives one rank, vvgpu = {[list(n) for n in topology.vvgpu]} has "
                          f"{topology.num_ranks}")
+    if backend == "mpi":
+        return StagedComm(host_comm, places)
     if topology.num_ranks == 1 and backend != "nccl":
         return PlaceComm(topology, places)
     if len({p.device for p in places}) != len(places):
@@ -719,8 +705,9 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
     placement plan says (initial rows, optimizer states and Adam step taken from the single-GPU tables), the
     trainer's table and optimizer views replaced by sharded ones. Returns the executor the trainer must use.
     ``logical``: every GPU on device 0 (None: ``HGC_DIST_LOGICAL_DEVICES``). ``backend`` "auto" reads
-    ``HGC_DIST_BACKEND`` ("nccl" runs one process's GPUs through NCCL too), else peer copies in one process
-    and NCCL across ranks."""
+    ``HGC_DIST_BACKEND`` ("nccl" runs one process's GPUs through NCCL too; "mpi" moves device arrays through
+    host memory and MPI, which lets ranks share a GPU), else peer copies in one process and NCCL across
+    ranks."""
     ex = trainer.executor
     topology = Topology.of(trainer.cfg.vvgpu)
     if backend == "auto":
@@ -736,7 +723,7 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
         from hgc.runtime.dist.mpi import MpiComm
 
         host_comm = MpiComm(topology)
-    places = make_places(topology, host_comm.rank, host=on_host, logical=logical)
+    places = make_places(topology, host_comm.rank, host=on_host, logical=logical, staged=backend == "mpi")
     comm = _data_comm(topology, places, host_comm, backend, on_host)
     plan = placement_of(trainer, compiled, topology)
 

@@ -322,18 +322,21 @@ def enable_peer_access(places: Sequence[Place]) -> None:
                         raise
 
 
-def make_places(topology: Topology, rank: int, *, host: bool = False, logical: bool | None = None) -> list[Place]:
+def make_places(topology: Topology, rank: int, *, host: bool = False, logical: bool | None = None,
+                staged: bool = False) -> list[Place]:
     """The places of rank ``rank``'s GPUs: on the host (the fake GPU), or CUDA devices — vvgpu's device ids,
-    or all on device 0 with logical devices (``logical`` None: ``HGC_DIST_LOGICAL_DEVICES``)."""
+    or all on device 0 with logical devices (``logical`` None: ``HGC_DIST_LOGICAL_DEVICES``; with several
+    ranks only when their collectives are ``staged`` through host memory, as NCCL refuses a shared device)."""
     local = topology.local_gpus(rank)
     if host:
         return [HostPlace(i, g, topology.device_of(g)) for i, g in enumerate(local)]
     if logical is None:
         logical = logical_devices_requested()
-    if logical and topology.num_ranks > 1:
+    if logical and topology.num_ranks > 1 and not staged:
         raise ValueError(f"{LOGICAL_ENV}=1 maps the GPUs of one process onto device 0; vvgpu = "
                          f"{[list(n) for n in topology.vvgpu]} has {topology.num_ranks} nodes (MPI ranks), which "
-                         f"cannot share a device through NCCL; use one node, e.g. [[0, 1]]")
+                         f"cannot share a device through NCCL; use one node, e.g. [[0, 1]], or "
+                         f"HGC_DIST_BACKEND=mpi")
     devices = [0 if logical else topology.device_of(g) for g in local]
     if not logical and len(set(devices)) != len(devices):
         raise ValueError(f"rank {rank} of vvgpu = {[list(n) for n in topology.vvgpu]} names device(s) twice")

@@ -1,5 +1,6 @@
 """Every collective of the MPI communicator, checked on each rank of ``mpirun -np N python -m
-tests.runtime.dist.mpi_check VVGPU_JSON`` (prints 'rank R ok'; raises on a wrong result)."""
+tests.runtime.dist.mpi_check VVGPU_JSON [--staged]`` (prints 'rank R ok'; raises on a wrong result). With
+``--staged`` the collectives go through StagedComm over host places (the HGC_DIST_BACKEND=mpi path)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,10 @@ import sys
 
 import numpy as np
 
+from hgc.runtime.dist.comm import Communicator
 from hgc.runtime.dist.mpi import MpiComm
+from hgc.runtime.dist.places import make_places
+from hgc.runtime.dist.staged_comm import StagedComm
 from hgc.runtime.dist.topology import Topology
 
 
@@ -15,7 +19,7 @@ def data(g: int) -> np.ndarray:
     return np.random.default_rng(g).standard_normal((g + 2, 3))
 
 
-def check(c: MpiComm) -> None:
+def check(c: Communicator) -> None:
     g_all = c.world_size
     out = c.allreduce([np.full(4, g + 1.0) for g in c.local])
     assert np.array_equal(out[0], np.full(4, g_all * (g_all + 1) / 2)), out
@@ -39,6 +43,9 @@ def check(c: MpiComm) -> None:
 
 
 if __name__ == "__main__":
-    comm = MpiComm(Topology.of(json.loads(sys.argv[1])))
+    topology = Topology.of(json.loads(sys.argv[1]))
+    comm: Communicator = MpiComm(topology)
+    if "--staged" in sys.argv[2:]:
+        comm = StagedComm(comm, make_places(topology, comm.rank, host=True))
     check(comm)
     print(f"rank {comm.rank} ok", flush=True)

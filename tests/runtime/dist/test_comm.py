@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from hgc.runtime.dist.comm import InProcessComm, make_communicator
+from hgc.runtime.dist.places import make_places
+from hgc.runtime.dist.staged_comm import StagedComm
 from hgc.runtime.dist.topology import Topology
+from tests.runtime.dist.mpi_check import check
 
 
 def test_in_process_collectives():
@@ -43,3 +46,20 @@ def test_two_nodes_in_one_process_name_the_missing_ranks():
     pytest.importorskip("mpi4py")
     with pytest.raises(ValueError, match=r"2 node\(s\), so the job needs 2 MPI rank\(s\) \(mpirun -np 2\).*with 1"):
         make_communicator(Topology.of([[0], [1]]))
+
+
+def test_staged_collectives_copy_through_the_host_communicator():
+    top = Topology.of([[0, 1, 2]])
+    places = make_places(top, 0, host=True)
+    c = StagedComm(InProcessComm(top), places)
+    check(c)
+    xs = [np.random.default_rng(i).standard_normal((7, 3)) for i in range(3)]
+    out = c.allreduce(xs)
+    assert np.array_equal(out[1], xs[0] + xs[1] + xs[2]) and out[0] is not out[1]  # a copy per place
+    assert all(b is not xs[1] and np.array_equal(b, xs[1]) for b in c.broadcast(xs, 1))
+    with pytest.raises(ValueError, match="2 buffer\\(s\\) given for 3 local GPU"):
+        c.alltoall([[x] * 3 for x in xs[:2]])
+    with pytest.raises(ValueError, match="one piece to each of 3 GPUs"):
+        c.alltoall([[x] * 2 for x in xs])
+    with pytest.raises(ValueError, match=r"places for GPUs \[0, 1\] given, rank 0 drives \[0, 1, 2\]"):
+        StagedComm(InProcessComm(top), places[:2])

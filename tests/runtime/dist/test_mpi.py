@@ -45,9 +45,10 @@ def run_ranks(n: int, kind: str, vvgpu: list[list[int]], data: dict[str, Any], o
     return res
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["mpi", "staged"])
 @pytest.mark.parametrize("vvgpu", [[[0], [1]], [[0, 1], [2], [3]]], ids=["2ranks", "3ranks-4gpus"])
-def test_every_collective_over_mpi(vvgpu: list[list[int]]) -> None:
-    out = mpirun(len(vvgpu), "tests.runtime.dist.mpi_check", json.dumps(vvgpu))
+def test_every_collective_over_mpi(vvgpu: list[list[int]], staged: bool) -> None:
+    out = mpirun(len(vvgpu), "tests.runtime.dist.mpi_check", json.dumps(vvgpu), *(["--staged"] if staged else []))
     # ranks share stdout: two lines may arrive on one line under load, so find the marks anywhere
     assert sorted(re.findall(r"rank \d+ ok", out)) == [f"rank {r} ok" for r in range(len(vvgpu))]
 
