@@ -88,18 +88,28 @@ def build(batch: int, rows: int, vvgpu: list[list[int]], solver_kw: dict[str, An
     return model
 
 
-def host_batches(n: int, rows: int, count: int, seed: int = 0) -> list[Any]:
+def host_batches(n: int, rows: int, count: int, seed: int = 0, pinned: bool = False) -> list[Any]:
     """``count`` host batches of ``n`` samples: 0/1 labels, uniform dense features, one uniform uint32 key per
-    slot."""
+    slot (flagged one-hot, as the readers flag it). ``pinned``: in page-locked memory, copied to the GPUs
+    without the staging fill."""
+    from hgc.runtime.cuda.staging import pinned_empty
     from hgc.runtime.data.batch import Batch, SparseBatch
+
+    def host(a: np.ndarray) -> np.ndarray:
+        if not pinned:
+            return a
+        out = pinned_empty(a.shape, a.dtype)
+        out[...] = a
+        return out
 
     out = []
     for b in range(count):
         rng = np.random.default_rng([seed, b])
-        label = (rng.random((n, 1)) < 0.5).astype(np.float32)
-        dense = rng.random((n, DENSE), dtype=np.float32)
-        keys = rng.integers(0, rows, n * TABLES, dtype=np.uint32)  # as the Raw reader gives them
-        out.append(Batch(n, label, dense, [SparseBatch(np.arange(n * TABLES + 1, dtype=np.int64), keys, TABLES)]))
+        label = host((rng.random((n, 1)) < 0.5).astype(np.float32))
+        dense = host(rng.random((n, DENSE), dtype=np.float32))
+        keys = host(rng.integers(0, rows, n * TABLES, dtype=np.uint32))  # as the Raw reader gives them
+        offsets = np.arange(n * TABLES + 1, dtype=np.int64)
+        out.append(Batch(n, label, dense, [SparseBatch(offsets, keys, TABLES, one_hot=True)]))
     return out
 
 
@@ -204,7 +214,7 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
         trainer = model._runtime("bench").trainer
     ex = trainer.executor
     setup = time.perf_counter() - t0
-    batches = host_batches(n, a.rows, a.nb)
+    batches = host_batches(n, a.rows, a.nb, pinned=a.pinned)
     comm = getattr(ex, "host_comm", None)
     losses: Any = {}
     for i in range(a.warmup):
@@ -246,7 +256,7 @@ def run(name: str, a: argparse.Namespace) -> dict[str, Any] | None:
             return None
     loss = float(next(iter(losses.values()))) if losses else float("nan")
     return {"config": name, "gpus": gpus, "vvgpu": vvgpu, "per_gpu_batch": a.batch, "global_batch": n,
-            "rows": a.rows, "precision": a.precision, "sps": n * a.iters / dt, "ms": dt / a.iters * 1e3,
+            "rows": a.rows, "precision": a.precision, "pinned": a.pinned, "sps": n * a.iters / dt, "ms": dt / a.iters * 1e3,
             "host_ms": host / a.iters * 1e3,
             "loss": loss, "setup_s": setup, "cuda_graph": bool(getattr(ex, "use_cuda_graph", False)
                                                           or all(getattr(r, "phase_graphs", False)
@@ -257,7 +267,7 @@ def launch(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Run one configuration in a fresh process; its record (status "failed" with the log tail on error)."""
     args = ["--run", name, "--batch", str(a.batch), "--rows", str(a.rows), "--iters", str(a.iters),
             "--warmup", str(a.warmup), "--nb", str(a.nb), "--precision", a.precision, "--profile", str(a.profile),
-            "--kernels", str(a.kernels),
+            "--kernels", str(a.kernels), *(["--pinned"] if a.pinned else []),
             *(["--stages"] if a.stages else [])]
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     if name == "mpi":
@@ -310,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=int, default=0, help="print the N costliest host functions per multi-GPU run")
     p.add_argument("--stages", action="store_true", help="time every stage of the step (synchronised)")
     p.add_argument("--kernels", type=int, default=0, help="print the N costliest GPU kernels per configuration")
+    p.add_argument("--pinned", action="store_true",
+                   help="the in-memory batches in page-locked memory (copied without the staging fill)")
     p.add_argument("--run", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.run:

@@ -8,7 +8,8 @@
 #             CUDA graphs only (~6 min): one call to check a kernel change and measure it
 #   multi:    (kind nvidia-h200-x2) the multi-GPU gpu tests (test_dist_cuda: logical GPUs, [[0, 1]] with peer
 #             copies and NCCL, mpirun -np 2) and benchmarks/dlrm_multi.py in every launch style, fp16 and
-#             TF32 (~6 min); on one GPU the logical-GPU tests and dlrm_multi --logical --stages
+#             TF32, fp16 also with pinned batches (~6 min); on one GPU the logical-GPU tests and dlrm_multi
+#             --logical --stages
 # The device tool brings back at most 8 files, so the logs are packed into $OUT/logs.tgz; $OUT/summary.txt
 # holds the tables, and is printed last.
 #   OUT=$OUT bash scripts/gpu_session.sh verify [pytest args]
@@ -68,12 +69,12 @@ case "$stage" in
     gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
     args="--iters 20"
     [ "$gpus" -lt 2 ] && args="$args --logical --stages"
-    for prec in fp16 tf32; do
-      echo "== dlrm_multi $prec $args (commit $HGC_COMMIT, $gpus GPU(s))" >>"$summary"
-      timeout "${MULTI_TIMEOUT:-200}" python3 benchmarks/dlrm_multi.py $args --precision "$prec" \
-        --json "$WORK/dlrm_multi.jsonl" >"$WORK/dlrm_multi_$prec.log" 2>&1
-      grep -E "^\||^RATIO|^  |^-- stages" "$WORK/dlrm_multi_$prec.log" >>"$summary" ||
-        tail -5 "$WORK/dlrm_multi_$prec.log" >>"$summary"
+    for run in fp16 "fp16 --pinned" tf32; do  # --pinned: batches in page-locked memory (no staging fill)
+      log="$WORK/dlrm_multi_${run// /_}.log"
+      echo "== dlrm_multi $run $args (commit $HGC_COMMIT, $gpus GPU(s))" >>"$summary"
+      timeout "${MULTI_TIMEOUT:-200}" python3 benchmarks/dlrm_multi.py $args --precision $run \
+        --json "$WORK/dlrm_multi.jsonl" >"$log" 2>&1
+      grep -E "^\||^RATIO|^  |^-- stages" "$log" >>"$summary" || tail -5 "$log" >>"$summary"
     done
     ;;
   *)

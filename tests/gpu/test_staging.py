@@ -95,3 +95,45 @@ def test_a_slot_waits_for_the_step_that_reads_it() -> None:
     s.synchronize()
     for b, out in zip(batches, outs):
         assert np.array_equal(cp.asnumpy(out), b.label.reshape(-1))
+
+
+@pytest.mark.gpu
+def test_pinned_parts_are_copied_from_where_they_are() -> None:
+    """A batch in page-locked arrays (pinned_empty) skips the fill: its large parts are copied straight from
+    them (kept alive by the slot until it is reused); small parts and pageable ones are filled as before."""
+    from tests.gpu._util import gpu
+
+    cp = gpu()
+    from hgc.runtime.cuda.staging import DIRECT_COPY_BYTES, Stager, is_pinned, pinned_empty
+
+    def pin(a: np.ndarray) -> np.ndarray:
+        out = pinned_empty(a.shape, a.dtype)
+        out[...] = a
+        return out
+
+    st = Stager(depth=2)
+    s = cp.cuda.Stream()
+    for i, kdt in enumerate((np.uint32, np.int64, np.uint64)):
+        n = 20_011 + i
+        r = np.random.default_rng(i)
+        label = pin((r.random((n, 1)) < 0.5).astype(np.float32))
+        dense = pin(r.uniform(-1, 1, (n, 7)).astype(np.float32))
+        keys = pin(r.integers(0, 2**31, n * 3).astype(kdt))
+        small = r.integers(0, 9, n).astype(kdt)  # pageable: filled
+        b = Batch(n, label, dense, [SparseBatch(np.arange(n * 3 + 1, dtype=np.int64), keys, 3, one_hot=True),
+                                    SparseBatch(np.arange(n + 1, dtype=np.int64), small, 1)])
+        assert is_pinned(dense) and is_pinned(keys[5:]) and not is_pinned(small)
+        assert label.nbytes >= DIRECT_COPY_BYTES  # so the label column is copied directly too
+        db = st.put(b)
+        slot = st.slots[(st.index - 1) % 2]
+        assert len(slot.keep) == 3 and all(any(np.shares_memory(k, a) for k in slot.keep) for a in (label, dense, keys))
+        with s:
+            db.wait(s)
+            got = [db.label.copy(), db.dense.copy(), db.sparse[0].keys[:n * 3].copy(), db.sparse[1].keys[:n].copy(),
+                   db.sparse[1].offsets.copy()]
+            db.release(s)
+        s.synchronize()
+        assert np.array_equal(cp.asnumpy(got[0]), label) and np.array_equal(cp.asnumpy(got[1]), dense)
+        assert np.array_equal(cp.asnumpy(got[2]), keys.astype(np.int64) if kdt != np.uint64 else keys.view(np.int64))
+        assert np.array_equal(cp.asnumpy(got[3]), small.astype(np.int64) if kdt != np.uint64 else small.view(np.int64))
+        assert np.array_equal(cp.asnumpy(got[4]), np.arange(n + 1))

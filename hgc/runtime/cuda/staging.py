@@ -153,6 +153,37 @@ def _pinned_dtype(name: str, arr: np.ndarray) -> np.dtype:
     return np.dtype(np.int64)
 
 
+#: parts smaller than this are filled even from page-locked memory (one copy call beats several)
+DIRECT_COPY_BYTES = 64 << 10
+
+
+def pinned_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A NumPy array in page-locked host memory (CuPy's pinned pool): a batch built in such arrays is copied
+    to the device straight from them, without the Stager's fill (host work) — data readers and in-memory
+    datasets allocate their batches here."""
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    mem = cupy().cuda.alloc_pinned_memory(max(n * dt.itemsize, 1))
+    return np.frombuffer(mem, dt, n).reshape(shape)
+
+
+def is_pinned(arr: np.ndarray) -> bool:
+    """True when ``arr``'s memory is page-locked (allocated by CUDA or registered with it)."""
+    cp = cupy()
+    try:
+        attrs = cp.cuda.runtime.pointerGetAttributes(arr.ctypes.data)
+    except cp.cuda.runtime.CUDARuntimeError:
+        return False
+    return int(attrs.type) == 1  # cudaMemoryTypeHost
+
+
+def _direct(arr: np.ndarray, kind: np.dtype) -> bool:
+    """Whether a part can be copied to the device straight from ``arr``: as the device holds it (same width,
+    floats as floats), contiguous, large, and page-locked."""
+    same = arr.dtype == kind or (arr.dtype.kind in "iu" and kind.kind in "iu" and arr.dtype.itemsize == kind.itemsize)
+    return (same and arr.nbytes >= DIRECT_COPY_BYTES and arr.flags.c_contiguous and is_pinned(arr))
+
+
 def _aligned(nbytes: int) -> int:
     """``nbytes`` (at least 8) rounded up to 256: every array of a slot starts 256-byte aligned."""
     return -(-max(nbytes, 8) // 256) * 256
@@ -169,6 +200,7 @@ class _Slot:
         self.ready = cp.cuda.Event(disable_timing=True)
         self.consumed = cp.cuda.Event(disable_timing=True)
         self.used = False
+        self.keep: list[np.ndarray] = []  # page-locked sources of the slot's direct copies
 
     def ensure(self, host_bytes: int, dev_bytes: int) -> None:
         """At least ``host_bytes`` of pinned memory and ``dev_bytes`` (≥ host_bytes) on the device."""
@@ -209,31 +241,49 @@ class Stager:
             parts.append((f"keys{i}", np.asarray(sb.keys).reshape(-1)))
             if not sb.one_hot:  # 0, 1, 2, ... need no copy: see _one_hot_offsets
                 parts.append((f"offsets{i}", np.asarray(sb.row_offsets).reshape(-1)))
-        # 32-bit keys (the Raw reader's) are widened on the device, into regions after the copied bytes
-        layout, wides = [], []
+        # Parts already in page-locked memory (pinned_empty) are copied to the device straight from where
+        # they are; the rest is filled into the slot's pinned buffer and copied in one piece. 32-bit keys
+        # (the Raw reader's) are widened on the device. Device regions: the filled parts (as in the pinned
+        # buffer), then the direct parts, then the widened keys.
+        filled, direct, wides = [], [], []
         total = 0
         for name, arr in parts:
             kind = _pinned_dtype(name, arr)
-            layout.append((name, total, arr, kind))
+            if _direct(arr, kind):
+                direct.append((name, arr, kind))
+                continue
+            filled.append((name, total, arr, kind))
             total += _aligned(arr.size * kind.itemsize)
         dev_total = total
-        for name, _, arr, kind in layout:
+        placed = []
+        for name, arr, kind in direct:
+            placed.append((name, dev_total, arr, kind))
+            dev_total += _aligned(arr.size * kind.itemsize)
+        for name, _, arr, kind in filled + placed:
             if name.startswith("keys") and kind.itemsize == 4:
                 wides.append((name, dev_total))
                 dev_total += _aligned(arr.size * 8)
         slot = self.slots[self.index % len(self.slots)]
         self.index += 1
         if slot.used:
-            slot.consumed.synchronize()  # the step that read this slot has run
+            slot.consumed.synchronize()  # the step that read this slot has run (so have its copies)
+        slot.keep = []
         slot.ensure(total, dev_total)
-        host = np.frombuffer(slot.host, np.uint8, slot.nbytes)
         views: dict[str, Any] = {}
-        for name, off, arr, kind in layout:
-            dst = host[off:off + arr.size * kind.itemsize].view(kind)
-            fill(dst, arr.view(np.int64) if arr.dtype == np.uint64 else arr)
+        if filled:
+            host = np.frombuffer(slot.host, np.uint8, slot.nbytes)
+            for name, off, arr, kind in filled:
+                fill(host[off:off + arr.size * kind.itemsize].view(kind),
+                     arr.view(np.int64) if arr.dtype == np.uint64 else arr)
+        for name, off, arr, kind in filled + placed:
             views[name] = cp.ndarray((max(arr.size, 1),), kind, memptr=slot.dev.data + off)
         with self.stream:
-            cp.cuda.runtime.memcpyAsync(slot.dev.data.ptr, slot.host.ptr, total, H2D, self.stream.ptr)
+            if total:
+                cp.cuda.runtime.memcpyAsync(slot.dev.data.ptr, slot.host.ptr, total, H2D, self.stream.ptr)
+            for name, off, arr, _ in placed:
+                cp.cuda.runtime.memcpyAsync(slot.dev.data.ptr + off, arr.ctypes.data, arr.nbytes, H2D,
+                                            self.stream.ptr)
+            slot.keep = [arr for _, _, arr, _ in placed]  # alive until the slot is reused: the copies are done
             for name, off in wides:
                 wide = cp.ndarray(views[name].shape, cp.int64, memptr=slot.dev.data + off)
                 wide[...] = views[name]  # zero-extends uint32, sign-extends int32 (as key_array does)
