@@ -5,7 +5,8 @@ the compute stream, so the host-to-device copy of batch i+1 runs while batch i c
   the CSR row offsets, labels and dense features in float32) plus the event that says they have arrived.
 * :class:`Stager`: ``put(batch)`` copies a host :class:`~hgc.runtime.data.batch.Batch` into the next of
   ``depth`` pinned buffers (host work; 32-bit keys stay 32-bit there, half the bytes, and are widened to int64
-  on the device after the copy), starts the asynchronous copies of that buffer into the matching
+  on the device after the copy; large parts already in page-locked memory, :func:`pinned_empty`, are copied
+  from where they are, without the fill, and kept alive until the slot is reused), starts the asynchronous copies of that buffer into the matching
   device slot on its own non-blocking stream, records the slot's ``ready`` event and returns the
   DeviceBatch at once. A slot is written again only after the compute stream recorded ``consumed`` on it
   (:meth:`DeviceBatch.release`), so nothing is overwritten while a step still reads it.
