@@ -135,6 +135,7 @@ def train(a: argparse.Namespace) -> list[dict[str, Any]]:
     from hgc.runtime.cuda.device import cupy
     from hgc.runtime.cuda.executor import CudaExecutor
     from hgc.runtime.cuda.modules import Kernels
+    from hgc.runtime.cuda.staging import pinned_batch
     from hgc.runtime.data.reader import DataReader
 
     cp = cupy()
@@ -151,7 +152,8 @@ def train(a: argparse.Namespace) -> list[dict[str, Any]]:
     scaler = float(kw.get("scaler", 1.0))
     slot_sizes = [a.rows] * SLOTS
     reader = DataReader("Raw", a.data, a.batch, label_dims=1, dense_dim=DENSE, sparse=[(SLOTS, 1, True)],
-                        slot_size_array=slot_sizes, repeat=True, num_workers=a.workers, prefetch=4)
+                        slot_size_array=slot_sizes, repeat=True, num_workers=a.workers, prefetch=4,
+                        pin=pinned_batch)  # as the Trainer's readers on the cuda target
     out = []
     try:
         with config.patch(debug=0):

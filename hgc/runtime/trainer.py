@@ -308,7 +308,17 @@ class Trainer:
             num_samples=rc.eval_num_samples if eval_ else rc.num_samples,
             float_label_dense=rc.float_label_dense, slot_size_array=list(rc.slot_size_array),
             repeat=cfg.repeat_dataset, num_workers=max(1, min(rc.num_workers, os.cpu_count() or 1)),
-            cache_eval_data=rc.cache_eval_data if eval_ else 0)
+            cache_eval_data=rc.cache_eval_data if eval_ else 0, pin=self._pin(eval_ and rc.cache_eval_data > 0))
+
+    def _pin(self, cached: bool) -> Any:
+        """The reader's batch hook: on cuda its workers move every batch into page-locked memory (the Stager
+        then copies it without a fill on the training thread) — except cached evaluation data, which would
+        hold page-locked memory for the whole run."""
+        if not self.device or cached:
+            return None
+        from hgc.runtime.cuda.staging import pinned_batch
+
+        return pinned_batch
 
     def _next_batch(self, which: str) -> Batch | None:
         """The next batch without its padding rows; training skips a short batch when drop_incomplete_batch.

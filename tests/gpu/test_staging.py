@@ -137,3 +137,21 @@ def test_pinned_parts_are_copied_from_where_they_are() -> None:
         assert np.array_equal(cp.asnumpy(got[2]), keys.astype(np.int64) if kdt != np.uint64 else keys.view(np.int64))
         assert np.array_equal(cp.asnumpy(got[3]), small.astype(np.int64) if kdt != np.uint64 else small.view(np.int64))
         assert np.array_equal(cp.asnumpy(got[4]), np.arange(n + 1))
+
+
+@pytest.mark.gpu
+def test_pinned_batch_moves_the_large_arrays() -> None:
+    from tests.gpu._util import gpu
+
+    gpu()
+    from hgc.runtime.cuda.staging import DIRECT_COPY_BYTES, is_pinned, pinned_batch
+
+    b = host_batch(30_011, seed=3)  # the second input is one-hot on odd seeds: its offsets stay as they are
+    p = pinned_batch(b)
+    large = [p.label, p.dense, p.sparse[0].keys, p.sparse[0].row_offsets, p.sparse[1].keys]
+    assert all(a.nbytes >= DIRECT_COPY_BYTES and is_pinned(a) for a in large)
+    assert p.sparse[1].row_offsets is b.sparse[1].row_offsets and p.sparse[1].one_hot
+    for got, want in zip(large, [b.label, b.dense, b.sparse[0].keys, b.sparse[0].row_offsets, b.sparse[1].keys]):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    small = host_batch(5, seed=3)
+    assert pinned_batch(small).dense is small.dense and not is_pinned(small.dense)

@@ -168,6 +168,24 @@ def pinned_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
     return np.frombuffer(mem, dt, n).reshape(shape)
 
 
+def pinned_batch(batch: Batch) -> Batch:
+    """``batch`` with its large arrays (label, dense, keys, the offsets of inputs that are not one-hot) copied
+    into page-locked memory — the data readers' worker threads call it on the cuda target, so the training
+    thread's Stager copies them to the device without a fill of its own."""
+
+    def pin(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)
+        if a.nbytes < DIRECT_COPY_BYTES:
+            return a
+        out = pinned_empty(a.shape, a.dtype)
+        np.copyto(out, a)
+        return out
+
+    sparse = [SparseBatch(sb.row_offsets if sb.one_hot else pin(sb.row_offsets), pin(sb.keys), sb.slot_num,
+                          sb.one_hot) for sb in batch.sparse]
+    return Batch(batch.size, pin(batch.label), pin(batch.dense), sparse)
+
+
 def is_pinned(arr: np.ndarray) -> bool:
     """True when ``arr``'s memory is page-locked (allocated by CUDA or registered with it)."""
     cp = cupy()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from hgc.errors import DataError
@@ -107,6 +107,8 @@ class DataReader:
     * ``cache_eval_data``: if > 0, keep the first that many batches and, once they are read, serve them again
       on every later pass instead of reading the files (evaluation caching).
     * ``chunk_samples``: Norm samples decoded per call (bounds each worker's buffers).
+    * ``pin``: applied by the worker threads to every batch before it is queued (the cuda target moves
+      batches into page-locked memory there, off the training thread); None keeps them as built.
 
     ``read()`` (or iteration) returns batches of exactly ``batch_size`` rows; in epoch mode ``None`` (or
     StopIteration) at the end, after which ``is_eof()`` is True until ``set_source()``.
@@ -131,6 +133,7 @@ class DataReader:
         prefetch: int = 2,
         cache_eval_data: int = 0,
         chunk_samples: int = 16384,
+        pin: Callable[[Batch], Batch] | None = None,
     ) -> None:
         self.format = format_name(data_format)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -164,6 +167,7 @@ class DataReader:
         self.prefetch = prefetch
         self.cache_eval_data = cache_eval_data
         self.chunk_samples = int(chunk_samples)
+        self.pin = pin
         self._source_arg = self._source_name(source)
         self._source = self._open(self._source_arg, first=True)
         self._threads: list[threading.Thread] = []
@@ -239,6 +243,8 @@ class DataReader:
 
     def _work(self, w: int, W: int, q: queue.Queue, stop: threading.Event, source: Any) -> None:
         def put(item: object) -> bool:
+            if self.pin is not None and isinstance(item, Batch):
+                item = self.pin(item)
             while not stop.is_set():
                 try:
                     q.put(item, timeout=_POLL_S)

@@ -187,3 +187,27 @@ def test_many_workers_do_not_leak_threads(tmp_path):
             r.read()
         r.close()
     assert threading.active_count() <= before + 1
+
+
+def test_the_pin_hook_runs_in_the_workers_on_every_batch(tmp_path):
+    """The cuda target's hook (pinned_batch) moves batches to page-locked memory in the worker threads: every
+    batch passes through it there, and what it returns is what read() gives; a failing hook surfaces in read()."""
+    lst, per_file = _dataset(tmp_path, [11, 7, 4, 9], seed=7)
+    main = threading.get_ident()
+    seen = []
+
+    def pin(b):
+        assert threading.get_ident() != main
+        seen.append(b)
+        return type(b)(b.size, b.label.copy(), b.dense.copy(), b.sparse)
+
+    r = _reader(lst, 4, repeat=False, num_workers=2, pin=pin)
+    batches, want = list(r), _hugectr_order(per_file, 4, 2, None)
+    assert len(seen) == len(batches) == len(want) and not any(b is s for b in batches for s in seen)
+    spec.assert_same_samples(spec.batches_to_samples(batches, [2], 1), [x for w in want for x in w])
+
+    def broken(b):
+        raise MemoryError("page-locked memory exhausted")
+
+    with pytest.raises(MemoryError, match="page-locked"):
+        _reader(lst, 4, repeat=False, num_workers=2, pin=broken).read()
