@@ -92,24 +92,18 @@ def host_batches(n: int, rows: int, count: int, seed: int = 0, pinned: bool = Fa
     """``count`` host batches of ``n`` samples: 0/1 labels, uniform dense features, one uniform uint32 key per
     slot (flagged one-hot, as the readers flag it). ``pinned``: in page-locked memory, copied to the GPUs
     without the staging fill."""
-    from hgc.runtime.cuda.staging import pinned_empty
+    from hgc.runtime.cuda.staging import pinned_batch
     from hgc.runtime.data.batch import Batch, SparseBatch
-
-    def host(a: np.ndarray) -> np.ndarray:
-        if not pinned:
-            return a
-        out = pinned_empty(a.shape, a.dtype)
-        out[...] = a
-        return out
 
     out = []
     for b in range(count):
         rng = np.random.default_rng([seed, b])
-        label = host((rng.random((n, 1)) < 0.5).astype(np.float32))
-        dense = host(rng.random((n, DENSE), dtype=np.float32))
-        keys = host(rng.integers(0, rows, n * TABLES, dtype=np.uint32))  # as the Raw reader gives them
+        label = (rng.random((n, 1)) < 0.5).astype(np.float32)
+        dense = rng.random((n, DENSE), dtype=np.float32)
+        keys = rng.integers(0, rows, n * TABLES, dtype=np.uint32)  # as the Raw reader gives them
         offsets = np.arange(n * TABLES + 1, dtype=np.int64)
-        out.append(Batch(n, label, dense, [SparseBatch(offsets, keys, TABLES, one_hot=True)]))
+        batch = Batch(n, label, dense, [SparseBatch(offsets, keys, TABLES, one_hot=True)])
+        out.append(pinned_batch(batch) if pinned else batch)
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -700,7 +700,7 @@ class CudaExecutor:
 
     def _cached_graph(self, cache: dict[Any, Any], seen: dict[Any, int], key: Any, units: Sequence[Any],
                       stream: Any, keep: int, what: str,
-                      eager: Any = None) -> graph.StepGraph | None:
+                      eager: Callable[[Op], bool] | None = None) -> graph.StepGraph | None:
         """The graph of ``units`` cached under ``key``: captured on the GRAPH_AFTER-th time the key is seen
         (None before, and when the capture fails: a warning, and this executor stays eager); at most
         ``keep`` graphs are kept, the oldest dropped first."""
