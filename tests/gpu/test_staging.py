@@ -1,6 +1,7 @@
 """Batches to the device: key conversion and CSR checks (no GPU needed), then on the GPU the Stager's pinned
-double buffers: every array arrives intact, and a slot is not refilled before the work reading it ran,
-even when that work is still queued behind a slow kernel when the next batches are put."""
+double buffers: every array arrives intact, a slot is not refilled before the work reading it ran, even when
+that work is still queued behind a slow kernel when the next batches are put, and a slot's device memory is
+never memory that work queued on the caller's stream still writes."""
 from __future__ import annotations
 
 import numpy as np
@@ -137,6 +138,51 @@ def test_pinned_parts_are_copied_from_where_they_are() -> None:
         assert np.array_equal(cp.asnumpy(got[2]), keys.astype(np.int64) if kdt != np.uint64 else keys.view(np.int64))
         assert np.array_equal(cp.asnumpy(got[3]), small.astype(np.int64) if kdt != np.uint64 else small.view(np.int64))
         assert np.array_equal(cp.asnumpy(got[4]), np.arange(n + 1))
+
+
+SLOW_FILL = r"""
+extern "C" __global__ void slow_fill(float* dst, long long n, long long spins) {
+  for (long long k = 0; k < spins; ++k) __nanosleep(1000);
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) dst[i] = -7.0f;
+}
+"""
+
+
+@pytest.mark.gpu
+def test_slot_memory_is_not_what_the_callers_stream_still_uses() -> None:
+    """A slot's device buffer comes from the copy stream's share of CuPy's pool. Memory the caller's stream
+    has just freed — a temporary that a queued slow kernel still writes — is never where a batch lands (the
+    direct copies of page-locked parts start at once, long before that kernel has run)."""
+    from tests.gpu._util import gpu
+
+    cp = gpu()
+    from hgc.runtime.cuda.staging import Stager, pinned_empty
+
+    def pin(a: np.ndarray) -> np.ndarray:
+        out = pinned_empty(a.shape, a.dtype)
+        out[...] = a
+        return out
+
+    kernel = cp.RawKernel(SLOW_FILL, "slow_fill")
+    s = cp.cuda.Stream(non_blocking=True)
+    r = np.random.default_rng(5)
+    n = 30_011
+    offsets = np.arange(n * 2 + 1, dtype=np.int64)
+    b = Batch(n, pin((r.random((n, 1)) < 0.5).astype(np.float32)), pin(r.uniform(-1, 1, (n, 7)).astype(np.float32)),
+              [SparseBatch(pin(offsets), pin(r.integers(0, 2**31, n * 2).astype(np.uint32)), 2)])
+    with s:
+        tmp = cp.empty(8 << 20, cp.float32)
+        kernel((1,), (256,), (tmp, np.int64(tmp.size), np.int64(30_000)))  # ~30 ms, then overwrites all of tmp
+        del tmp  # free in s's order: the pool gives it to s's next allocation
+        st = Stager(depth=2)
+        db = st.put(b)
+        db.wait(s)
+        got = [db.label.copy(), db.dense.copy(), db.sparse[0].keys[:n * 2].copy(), db.sparse[0].offsets.copy()]
+        db.release(s)
+    s.synchronize()
+    assert np.array_equal(cp.asnumpy(got[0]), b.label) and np.array_equal(cp.asnumpy(got[1]), b.dense)
+    assert np.array_equal(cp.asnumpy(got[2]), b.sparse[0].keys.astype(np.int64))
+    assert np.array_equal(cp.asnumpy(got[3]), offsets)
 
 
 @pytest.mark.gpu

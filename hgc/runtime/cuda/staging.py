@@ -221,13 +221,16 @@ class _Slot:
         self.used = False
         self.keep: list[np.ndarray] = []  # page-locked sources of the slot's direct copies
 
-    def ensure(self, host_bytes: int, dev_bytes: int) -> None:
-        """At least ``host_bytes`` of pinned memory and ``dev_bytes`` (≥ host_bytes) on the device."""
+    def ensure(self, host_bytes: int, dev_bytes: int, stream: Any) -> None:
+        """At least ``host_bytes`` of pinned memory and ``dev_bytes`` (≥ host_bytes) on the device. The device
+        buffer is allocated on the copy ``stream``: CuPy's pool hands a stream memory that is free in that
+        stream's order, and memory from the caller's stream may still be in use by work queued there."""
         if host_bytes > self.nbytes:
             self.nbytes = max(256, -(-int(host_bytes * 1.25) // 256) * 256)
             self.host = self.cp.cuda.alloc_pinned_memory(self.nbytes)
         if self.dev is None or dev_bytes > self.dev.size:
-            self.dev = self.cp.empty(max(self.nbytes, -(-int(dev_bytes * 1.25) // 256) * 256), self.cp.uint8)
+            with stream:
+                self.dev = self.cp.empty(max(self.nbytes, -(-int(dev_bytes * 1.25) // 256) * 256), self.cp.uint8)
 
 
 class Stager:
@@ -287,7 +290,7 @@ class Stager:
         if slot.used:
             slot.consumed.synchronize()  # the step that read this slot has run (so have its copies)
         slot.keep = []
-        slot.ensure(total, dev_total)
+        slot.ensure(total, dev_total, self.stream)
         views: dict[str, Any] = {}
         if filled:
             host = np.frombuffer(slot.host, np.uint8, slot.nbytes)

@@ -150,12 +150,15 @@ class NcclComm(Communicator):
         try:
             for i, (b, d) in enumerate(zip(bufs, self.devices)):
                 with cp.cuda.Device(d):
-                    b = cp.ascontiguousarray(b)
-                    keep.append(b)
-                    out = cp.empty_like(b)
-                    ready = after[i] if after is not None else cp.cuda.get_current_stream().record()
                     s = self._comm_streams[i]
-                    s.wait_event(ready)
+                    s.wait_event(after[i] if after is not None else cp.cuda.get_current_stream().record())
+                    # On the communication stream: a contiguous copy reads ``b`` after its event, and the
+                    # pool's memory is free in that stream's order (memory the compute stream freed may
+                    # still be written by work queued there after the event).
+                    with s:
+                        b = cp.ascontiguousarray(b)
+                        out = cp.empty_like(b)
+                    keep.append(b)
                     self.comms[i].allReduce(b.data.ptr, out.data.ptr, b.size, self._dt(b), nccl.NCCL_SUM, s.ptr)
                     outs.append(out)
         finally:
