@@ -269,6 +269,7 @@ class _Lowering:
         self.precision = plans.get("precision")
         self.specs: dict[tuple[str, Params], tuple[str, list[str]]] = {}
         self.private: set[str] = set()  # activations that must not share a buffer
+        self.private_grads: set[str] = set()  # gradients that must not share a buffer
         self.aliases: dict[str, str] = {}
         self.scratch: dict[str, tuple[tuple[Extent, ...], str]] = {}
         self.states: dict[str, StateSpec] = {}
@@ -574,7 +575,7 @@ class _Lowering:
                 if t not in self.grad_used:
                     continue
                 b = index.get((t, "gradient"))
-                if b is None:
+                if b is None or t in self.private_grads:
                     b, next_id = next_id, next_id + 1
                 out.append(BufferBinding(t, "gradient", b, shape_of(t), self.dtype(t)))
         for name, (shape, dtype) in self.scratch.items():
@@ -638,6 +639,10 @@ class _Lowering:
         else:
             capacity, table_sizes = sum(sizes), sizes
         out = n.outputs[0]
+        # Its own buffers, live for the whole step: a table sharded over several GPUs writes this output
+        # before the forward starts and reads its gradient after the backward ends (in place, no copies).
+        self.private.add(out)
+        self.private_grads.add(out)
         spec = self.spec("embedding", n, dtype=self.dtype(out), vec=int(a["embedding_vec_size"]),
                          combiner=a["combiner"], optimizer=kind,
                          update=upd if kind in ("MomentumSGD", "Nesterov", "Adam") else "Local",

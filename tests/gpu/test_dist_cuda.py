@@ -125,6 +125,18 @@ def assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: f
     assert not bad, f"relative errors above {tol}: {bad}"
 
 
+def assert_feeds_are_the_executors_buffers(ex: DistributedCudaExecutor) -> None:
+    """A table on the in-place path writes every executor's own embedding output and reads its own output
+    gradient: no feed copies."""
+    for name, table in ex.tables.items():
+        if getattr(table, "_in_place_step", False):
+            outs, grads = table._feed[:2]  # type: ignore[attr-defined]
+            for rep, out, grad in zip(ex.replicas, outs, grads):
+                spec = next(e for e in rep.plan.embeddings if e.name == name)
+                assert out.data.ptr == rep.tensor(spec.output).data.ptr
+                assert grad.data.ptr == rep.tensor(spec.output, "gradient").data.ptr
+
+
 # -- one GPU, several logical GPUs ---------------------------------------------------------------------
 LOGICAL = [("wdl", [[0, 1]], "Adam", "Global"), ("wdl", [[0, 1, 2]], "MomentumSGD", "Local"),
            ("wdl", [[0, 1, 2]], "Adam", "LazyGlobal"), ("onehot", [[0, 1]], "SGD", "Local"),
@@ -146,6 +158,7 @@ def test_logical_gpus_train_as_one_gpu(monkeypatch: pytest.MonkeyPatch, data: di
     # one-hot with atomic SGD: the owners write the feeds and read the gradients in place
     assert all(getattr(t, "_in_place_step", False) == (kind == "onehot" and optimizer == "SGD")
                for t in ex.tables.values())
+    assert_feeds_are_the_executors_buffers(ex)
     assert_close(got, one_gpu(kind, 30, data, optimizer, update), TOL)
     assert len(set(np.round(got["losses"], 6))) > 1
     if kind == "hybrid":
@@ -172,6 +185,7 @@ def test_logical_gpus_in_mixed_precision(monkeypatch: pytest.MonkeyPatch, data: 
     assert all(w == cp.float16 for w in wires.values()) and (kind == "hybrid") != bool(wires), wires
     assert all(getattr(t, "_in_place_step", False) == (kind == "onehot" and optimizer == "SGD")
                for t in ex.tables.values())
+    assert_feeds_are_the_executors_buffers(ex)
     assert_close(got, one_gpu(kind, 30, data, optimizer, update, precision="fp16"), 1e-2)
 
 

@@ -230,6 +230,16 @@ class CudaExecutor:
             self._alloc(batch)
         self.batch = batch
 
+    def embedding_views(self, table: str, batch: int) -> tuple[Any, Any | None]:
+        """Table ``table``'s output and output-gradient views at ``batch`` rows, the buffers grown first (the
+        gradient None where nothing reads it). Both buffers are the table's alone for the whole step (the
+        lowering keeps them unshared), so a table sharded over GPUs writes the output before the forward and
+        reads the gradient after the backward where they lie."""
+        spec = next(e for e in self.plan.embeddings if e.name == table)
+        self._ensure(batch)
+        grad = self.tensor(spec.output, "gradient") if (spec.output, "gradient") in self.bindings else None
+        return self.tensor(spec.output), grad
+
     # -- argument resolution ---------------------------------------------------------------------
     def tensor(self, name: str, kind: str = "activation") -> Any:
         """The device view of a tensor at the current batch."""

@@ -122,6 +122,11 @@ class HookedCudaExecutor(CudaExecutor):
                                   eager=lambda op: isinstance(op, EmbeddingCall))
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Whether device arrays ``a`` and ``b`` are the same memory, dtype and size."""
+    return a.data.ptr == b.data.ptr and a.dtype == b.dtype and a.size == b.size
+
+
 class DeviceFeed(DeviceEmbedding):
     """An embedding as one GPU's CudaExecutor sees it: the forward writes the output the exchange produced
     for this GPU (``out``), the backward keeps the output gradient (``grad``: float32, or as the executor made
@@ -154,13 +159,15 @@ class DeviceFeed(DeviceEmbedding):
         src = self.out.reshape(-1, self.vec)
         if out is None:
             return src
-        from_float32(self.place.xp, src, out)
+        if not _same(src, out):  # the table wrote the executor's own buffer (feed_views): nothing to copy
+            from_float32(self.place.xp, src, out)
         return out
 
     def backward(self, grad: Any) -> tuple[Any, Any]:
         if self.grad_buf is not None:
             dst = self.grad_buf.reshape(grad.shape)
-            from_float32(self.place.xp, grad, dst)
+            if not _same(grad, dst):
+                from_float32(self.place.xp, grad, dst)
             self.grad = dst.reshape(-1, self.vec)
         else:
             self.grad = (grad.copy() if self.low else to_float32(self.place.xp, grad)).reshape(-1, self.vec)
@@ -798,6 +805,10 @@ def wrap_cuda_executor(trainer: Any, compiled: Any = None, *, backend: str = "au
         rep.dense_steps, rep.step = ex.dense_steps, ex.step
         feeds.append(mine)
         replicas.append(rep)
+    if not on_host:  # tables that write feeds in place write the executors' own embedding buffers
+        for name, sharded in tables.items():
+            if hasattr(sharded, "feed_views"):
+                sharded.feed_views = functools.partial(_replica_views, replicas, name)  # type: ignore[attr-defined]
     dist = DistributedCudaExecutor(trainer.graph, replicas, places, feeds, tables, comm, host_comm,
                                    trainer.cfg.batchsize, trainer.cfg.batchsize_eval, bucket_bytes)
     for name, sharded in tables.items():
@@ -816,6 +827,11 @@ def _host_store(place: Place, name: str, capacity: int, *, vec: int, ref_opt: An
 def _cupy_store(place: Place, name: str, capacity: int, *, vec: int, ref_opt: Any, optimizer: Any, spec: Any,
                 kernels: Any, low: Any = None) -> CupyStore:
     return CupyStore(place, name, capacity, vec, ref_opt, optimizer, spec, kernels, low)
+
+
+def _replica_views(replicas: Sequence[Any], table: str, i: int, rows: int) -> tuple[Any, Any | None]:
+    """Local GPU i's executor's output and output-gradient views of ``table`` at ``rows`` rows."""
+    return replicas[i].embedding_views(table, rows)
 
 
 def _make_root_current(trainer: Any, root: Place) -> None:

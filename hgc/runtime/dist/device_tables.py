@@ -301,6 +301,9 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         #: addresses and of the slices' starts; ``grad_buffers`` is where the executors must leave the gradients
         self._feed_key: Any = None
         self._feed: tuple[list[Any], list[Any], list[Any], list[Any], list[Any]] | None = None
+        #: (local GPU i, rows) → that GPU's executor's (output, output gradient or None) views (set by the
+        #: runtime): the in-place path then writes and reads the executors' own buffers, with no copies
+        self.feed_views: Callable[[int, int], tuple[Any, Any | None]] | None = None
         self.grad_buffers: list[Any] | None = None
         self._in_place_step = False
         self._peers: bool | None = None  # stores with the in-place kernels, GPUs that reach each other's memory
@@ -449,20 +452,31 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         return self._peers
 
     def _feed_buffers(self, slices: Slices, s: int) -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
-        """(outputs, gradients, output addresses, gradient addresses, slice starts) of the in-place path, made
-        again only when the slices change."""
-        key = (tuple(map(tuple, slices)), s)
+        """(outputs, gradients, output addresses, gradient addresses, slice starts) of the in-place path: the
+        executors' own views where ``feed_views`` gives them in the wire dtype, else buffers of the table's;
+        made again only when the slices or the executors' buffers change."""
+        bounds = [slices[g][0] for g in self.comm.local] + [slices[self.comm.local[-1]][1]]
+        if any(slices[g][1] != bounds[k + 1] for k, g in enumerate(self.comm.local)):
+            raise ValueError(f"embedding '{self.name}': the GPUs' batch slices {slices} are not contiguous")
+        given: list[tuple[Any, Any]] = []
+        for i, (gpu, place) in enumerate(zip(self.comm.local, self.places)):
+            shape = (slices[gpu][1] - slices[gpu][0], s, self.vec)
+            dtype = self.wire_dtype or place.xp.float32
+            pair: tuple[Any, Any] = (None, None)
+            if self.feed_views is not None and shape[0]:
+                with place:
+                    pair = self.feed_views(i, shape[0])
+            given.append(tuple(v.reshape(shape) if v is not None and v.dtype == dtype and v.size == np.prod(shape)
+                               else None for v in pair))
+        key = (tuple(map(tuple, slices)), s, tuple(v.data.ptr if v is not None else 0 for pair in given for v in pair))
         if self._feed is None or self._feed_key != key:
-            bounds = [slices[g][0] for g in self.comm.local] + [slices[self.comm.local[-1]][1]]
-            if any(slices[g][1] != bounds[k + 1] for k, g in enumerate(self.comm.local)):
-                raise ValueError(f"embedding '{self.name}': the GPUs' batch slices {slices} are not contiguous")
             outs, grads = [], []
-            for gpu, place in zip(self.comm.local, self.places):
+            for gpu, place, (out, grad) in zip(self.comm.local, self.places, given):
                 lo, hi = slices[gpu]
                 with place:
                     dtype = self.wire_dtype or place.xp.float32
-                    outs.append(place.xp.zeros((hi - lo, s, self.vec), dtype))
-                    grads.append(place.xp.zeros((hi - lo, s, self.vec), dtype))
+                    outs.append(out if out is not None else place.xp.zeros((hi - lo, s, self.vec), dtype))
+                    grads.append(grad if grad is not None else place.xp.zeros((hi - lo, s, self.vec), dtype))
             out_ptr = np.array([a.data.ptr for a in outs], np.uint64)
             grad_ptr = np.array([a.data.ptr for a in grads], np.uint64)
             self._feed = (outs, grads, [self._put(p, out_ptr) for p in self.places],
