@@ -483,6 +483,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
                           [self._put(p, grad_ptr) for p in self.places],
                           [self._put(p, np.asarray(bounds, np.int64)) for p in self.places])
             self._feed_key = key
+            fence(self.places)  # the new buffers and address arrays are complete before any GPU writes them
         return self._feed
 
     def forward(self, sparse: SparseBatch, training: bool, slices: Slices) -> list[Any]:
@@ -492,8 +493,8 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         wire = self.wire_dtype
         self._in_place_step = self._in_place()
         if self._in_place_step:  # each owner writes its slots of every GPU's feed: no exchange buffers
+            fence(self.places)  # the last step's readers of the feeds are done (before any is made again)
             outs, grads, out_ptr, _, bounds = self._feed_buffers(slices, s)
-            fence(self.places)  # the feeds' readers of the last step are done
             for i, (shard, (_, rows, _, _)) in enumerate(zip(self.shards, plans)):
                 shard.store.gather_to(rows, n, self._cols[i][shard.gpu], s, out_ptr[i], bounds[i],  # type: ignore[attr-defined]
                                       len(self.places), wire is not None)
