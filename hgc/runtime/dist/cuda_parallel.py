@@ -123,8 +123,10 @@ class HookedCudaExecutor(CudaExecutor):
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Whether device arrays ``a`` and ``b`` are the same memory, dtype and size."""
-    return a.data.ptr == b.data.ptr and a.dtype == b.dtype and a.size == b.size
+    """Whether arrays ``a`` and ``b`` (CuPy, or NumPy on the host stand-in) are the same memory, dtype and size."""
+    def address(x: Any) -> int:
+        return int(x.data.ptr) if hasattr(x.data, "ptr") else int(x.ctypes.data)
+    return address(a) == address(b) and a.dtype == b.dtype and a.size == b.size
 
 
 class DeviceFeed(DeviceEmbedding):

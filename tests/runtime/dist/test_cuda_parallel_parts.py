@@ -261,5 +261,15 @@ def test_device_feed_converts_between_float32_and_the_models_precision() -> None
     feed.backward(g)
     g[0, 0] = 99.0
     assert feed.grad[0, 0] != 99.0  # a copy: the executor reuses its gradient buffers
+    # in place (the table wrote the executor's own output and keeps the gradient where the executor left it)
+    own = np.empty((6, 4), np.float32)
+    feed.out = own.reshape(2, 3, 4)
+    own[...] = 3.0
+    assert feed.forward_device(None, True, own) is own and (own == 3.0).all()
+    feed.grad_buf = buf = np.zeros((2, 3, 4), np.float32)
+    feed.backward(buf.reshape(6, 4))
+    assert np.shares_memory(feed.grad, buf) and feed.grad.shape == (6, 4)
+    feed.backward(g)  # a gradient elsewhere is copied into the table's buffer
+    assert np.array_equal(buf.reshape(6, 4), g)
     feed.update(0.1)
     feed.prepare(0.1)
