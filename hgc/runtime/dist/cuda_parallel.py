@@ -63,7 +63,7 @@ from hgc.runtime.dist.parallel import (
     placement_of,
 )
 from hgc.runtime.dist.place_comm import PlaceComm
-from hgc.runtime.dist.places import CupyPlace, Place, fence, make_places
+from hgc.runtime.dist.places import CupyPlace, Place, address, fence, make_places
 from hgc.runtime.dist.shard import RowsState
 from hgc.runtime.dist.staged_comm import StagedComm
 from hgc.runtime.dist.stores import CupyStore, HostStore, from_float32, shard_kernel_spec, to_float32
@@ -124,8 +124,6 @@ class HookedCudaExecutor(CudaExecutor):
 
 def _same(a: Any, b: Any) -> bool:
     """Whether arrays ``a`` and ``b`` (CuPy, or NumPy on the host stand-in) are the same memory, dtype and size."""
-    def address(x: Any) -> int:
-        return int(x.data.ptr) if hasattr(x.data, "ptr") else int(x.ctypes.data)
     return address(a) == address(b) and a.dtype == b.dtype and a.size == b.size
 
 

@@ -36,7 +36,7 @@ from hgc.runtime.dist.embedding import (
     mean_scale,
 )
 from hgc.runtime.dist.hybrid import HybridEmbedding
-from hgc.runtime.dist.places import Place, fence
+from hgc.runtime.dist.places import Place, address, fence
 from hgc.runtime.dist.shard import RowsState, Shard, insert_new_keys
 from hgc.runtime.dist.stores import FeedGradients, Store, from_float32, to_float32
 from hgc.runtime.embedding.hash_table import HashTable
@@ -458,27 +458,25 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
         bounds = [slices[g][0] for g in self.comm.local] + [slices[self.comm.local[-1]][1]]
         if any(slices[g][1] != bounds[k + 1] for k, g in enumerate(self.comm.local)):
             raise ValueError(f"embedding '{self.name}': the GPUs' batch slices {slices} are not contiguous")
+        shapes = [(slices[g][1] - slices[g][0], s, self.vec) for g in self.comm.local]
+        dtypes = [self.wire_dtype or p.xp.float32 for p in self.places]
         given: list[tuple[Any, Any]] = []
-        for i, (gpu, place) in enumerate(zip(self.comm.local, self.places)):
-            shape = (slices[gpu][1] - slices[gpu][0], s, self.vec)
-            dtype = self.wire_dtype or place.xp.float32
+        for i, (place, shape, dtype) in enumerate(zip(self.places, shapes, dtypes)):
             pair: tuple[Any, Any] = (None, None)
             if self.feed_views is not None and shape[0]:
                 with place:
                     pair = self.feed_views(i, shape[0])
             given.append(tuple(v.reshape(shape) if v is not None and v.dtype == dtype and v.size == np.prod(shape)
                                else None for v in pair))
-        key = (tuple(map(tuple, slices)), s, tuple(v.data.ptr if v is not None else 0 for pair in given for v in pair))
+        key = (tuple(map(tuple, slices)), s, tuple(address(v) if v is not None else 0 for pair in given for v in pair))
         if self._feed is None or self._feed_key != key:
             outs, grads = [], []
-            for gpu, place, (out, grad) in zip(self.comm.local, self.places, given):
-                lo, hi = slices[gpu]
+            for place, shape, dtype, (out, grad) in zip(self.places, shapes, dtypes, given):
                 with place:
-                    dtype = self.wire_dtype or place.xp.float32
-                    outs.append(out if out is not None else place.xp.zeros((hi - lo, s, self.vec), dtype))
-                    grads.append(grad if grad is not None else place.xp.zeros((hi - lo, s, self.vec), dtype))
-            out_ptr = np.array([a.data.ptr for a in outs], np.uint64)
-            grad_ptr = np.array([a.data.ptr for a in grads], np.uint64)
+                    outs.append(out if out is not None else place.xp.zeros(shape, dtype))
+                    grads.append(grad if grad is not None else place.xp.zeros(shape, dtype))
+            out_ptr = np.array([address(a) for a in outs], np.uint64)
+            grad_ptr = np.array([address(a) for a in grads], np.uint64)
             self._feed = (outs, grads, [self._put(p, out_ptr) for p in self.places],
                           [self._put(p, grad_ptr) for p in self.places],
                           [self._put(p, np.asarray(bounds, np.int64)) for p in self.places])

@@ -109,6 +109,11 @@ class Place(ABC):
         return a
 
 
+def address(a: Any) -> int:
+    """Where array ``a``'s data starts: a CuPy array's device address, a NumPy array's (the host stand-in)."""
+    return int(a.data.ptr) if hasattr(a.data, "ptr") else int(a.ctypes.data)
+
+
 def fence(places: Sequence[Place], comm: bool = False) -> None:
     """Order the (compute or communication) streams of ``places`` with each other: later work on each waits
     for the work queued so far on all of them. Copies between places sit between two fences, so a copy never

@@ -156,3 +156,36 @@ def test_slot_ids_as_a_slice(ids: list[int], want: slice | None) -> None:
     assert got == want
     if got is not None:
         assert list(range(10)[got]) == ids
+
+
+def test_in_place_feeds_are_the_executors_buffers_when_they_fit() -> None:
+    """The in-place path's feed buffers: the executors' own output and gradient views (feed_views) where
+    they have the wire dtype and the slice's size, else buffers of the table's; made again only when the
+    slices or the executors' buffers move."""
+    p = DevicePair(ONE_HOT, 2, "sum", opt("SGD", "Local"), True)
+    t = p.sharded
+    slices, s = p.slices(p.n), p.slots
+    views: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+    def feed_views(i: int, rows: int) -> tuple[Any, Any]:
+        if (i, rows) not in views:
+            views[(i, rows)] = (np.full((rows, s, p.vec), i + 1, np.float32),
+                                np.zeros((rows, s * p.vec), np.float16 if i else np.float32))
+        return views[(i, rows)]
+
+    t.feed_views = feed_views
+    outs, grads, out_ptr, grad_ptr, bounds = t._feed_buffers(slices, s)
+    rows = [hi - lo for lo, hi in slices]
+    assert all(np.shares_memory(outs[i], views[(i, rows[i])][0]) and outs[i].shape == (rows[i], s, p.vec)
+               for i in range(2))
+    assert np.shares_memory(grads[0], views[(0, rows[0])][1])  # float32: the wire dtype
+    assert not np.shares_memory(grads[1], views[(1, rows[1])][1]) and grads[1].dtype == np.float32  # float16: not
+    assert [int(a) for a in out_ptr[0]] == [o.ctypes.data for o in outs]
+    assert [int(a) for a in grad_ptr[1]] == [g.ctypes.data for g in grads]
+    assert [int(b) for b in bounds[0]] == [slices[0][0], slices[0][1], slices[1][1]]
+    assert t._feed_buffers(slices, s)[0] is outs  # nothing moved: kept
+    views.clear()  # the executors' buffers moved (grown, say): made again
+    assert not np.shares_memory(t._feed_buffers(slices, s)[0][0], outs[0])
+    t.feed_views = None
+    mine = t._feed_buffers(slices, s)[0]
+    assert not any(np.shares_memory(a, v[0]) for a in mine for v in views.values())
