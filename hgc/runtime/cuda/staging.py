@@ -6,9 +6,9 @@ the compute stream, so the host-to-device copy of batch i+1 runs while batch i c
 * :class:`Stager`: ``put(batch)`` copies a host :class:`~hgc.runtime.data.batch.Batch` into the next of
   ``depth`` pinned buffers (host work; 32-bit keys stay 32-bit there, half the bytes, and are widened to int64
   on the device after the copy; large parts already in page-locked memory, :func:`pinned_empty`, are copied
-  from where they are, without the fill, and kept alive until the slot is reused), starts the asynchronous copies of that buffer into the matching
-  device slot on its own non-blocking stream, records the slot's ``ready`` event and returns the
-  DeviceBatch at once. A slot is written again only after the compute stream recorded ``consumed`` on it
+  from where they are, without the fill, and kept alive until the slot is reused), starts the asynchronous
+  copies of that buffer into the matching device slot on its own non-blocking stream, records the slot's
+  ``ready`` event and returns the DeviceBatch at once. A slot is written again only after the compute stream recorded ``consumed`` on it
   (:meth:`DeviceBatch.release`), so nothing is overwritten while a step still reads it.
 * :func:`to_device`: a one-off, persistent device copy of a host batch (in-memory data, tests).
 
@@ -226,11 +226,11 @@ class _Slot:
         buffer is allocated on the copy ``stream``: CuPy's pool hands a stream memory that is free in that
         stream's order, and memory from the caller's stream may still be in use by work queued there."""
         if host_bytes > self.nbytes:
-            self.nbytes = max(256, -(-int(host_bytes * 1.25) // 256) * 256)
+            self.nbytes = _aligned(int(host_bytes * 1.25))
             self.host = self.cp.cuda.alloc_pinned_memory(self.nbytes)
         if self.dev is None or dev_bytes > self.dev.size:
             with stream:
-                self.dev = self.cp.empty(max(self.nbytes, -(-int(dev_bytes * 1.25) // 256) * 256), self.cp.uint8)
+                self.dev = self.cp.empty(max(self.nbytes, _aligned(int(dev_bytes * 1.25))), self.cp.uint8)
 
 
 class Stager:

@@ -536,7 +536,7 @@ class DeviceLocalizedEmbedding(_DeviceTable, LocalizedEmbedding):
             assert self._feed is not None and self.grad_buffers is not None
             _, bufs, _, grad_ptr, bounds = self._feed
             for place, gr, buf in zip(self.places, grads, bufs):
-                if gr is not None and gr.size and gr.data.ptr != buf.data.ptr:  # not left in the buffer
+                if gr is not None and gr.size and address(gr) != address(buf):  # not left in the buffer
                     with place:
                         from_float32(place.xp, gr.reshape(buf.shape), buf)
             fence(self.places)
